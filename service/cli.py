@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -30,7 +30,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def _run(factory: Callable[[Settings], Awaitable[T]]) -> T:
+def _run(factory: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
     settings = load_settings()
     return asyncio.run(factory(settings))
 
@@ -235,15 +235,33 @@ def sources() -> None:
     from service.commands import list_source_rows
 
     rows = _run(list_source_rows)
-    table = Table("id", "kind", "tier", "enabled", "health", "last status", "failures",
-                  "last success", "items", "304 %", "last error")
+    table = Table(
+        "id",
+        "kind",
+        "tier",
+        "enabled",
+        "health",
+        "last status",
+        "failures",
+        "last success",
+        "items",
+        "304 %",
+        "last error",
+    )
     for row in rows:
         style = {"failing": "red", "stale": "yellow", "ok": "green"}.get(row["health"], "")
         table.add_row(
-            row["id"], row["kind"], row["tier"], "yes" if row["enabled"] else "no",
+            row["id"],
+            row["kind"],
+            row["tier"],
+            "yes" if row["enabled"] else "no",
             f"[{style}]{row['health']}[/{style}]" if style else row["health"],
-            row["last_status"] or "", str(row["failures"]), row["last_success"] or "",
-            str(row["items"]), row["not_modified_pct"], (row["last_error"] or "")[:60],
+            row["last_status"] or "",
+            str(row["failures"]),
+            row["last_success"] or "",
+            str(row["items"]),
+            row["not_modified_pct"],
+            (row["last_error"] or "")[:60],
         )
     console.print(table)
 

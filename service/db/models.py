@@ -211,9 +211,7 @@ class Subscription(Base):
 
     __tablename__ = "subscriptions"
     __table_args__ = (
-        CheckConstraint(
-            "(subscriber_id IS NULL) <> (endpoint_id IS NULL)", name="one_recipient"
-        ),
+        CheckConstraint("(subscriber_id IS NULL) <> (endpoint_id IS NULL)", name="one_recipient"),
         Index("ix_subscriptions_next_due_at", "next_due_at"),
     )
 
@@ -252,9 +250,7 @@ class Delivery(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    subscription_id: Mapped[int] = mapped_column(
-        ForeignKey("subscriptions.id", ondelete="CASCADE")
-    )
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(10))  # email, webhook
     event_type: Mapped[str] = mapped_column(String(40))  # digest.published, match.created
     period_key: Mapped[str] = mapped_column(String(60))
@@ -289,9 +285,7 @@ class Notification(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    subscription_id: Mapped[int] = mapped_column(
-        ForeignKey("subscriptions.id", ondelete="CASCADE")
-    )
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"))
     article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
     rule_id: Mapped[str] = mapped_column(ForeignKey("watch_rules.id", ondelete="CASCADE"))
     delivery_id: Mapped[int | None] = mapped_column(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from alerts.matching import Matcher
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import InvalidRuleError, RuleSpec
-from alerts.matching import Matcher
 from service.db.models import WatchRule
 
 log = logging.getLogger(__name__)
@@ -25,10 +25,14 @@ class MatcherCache:
 
     async def get(self, session: AsyncSession) -> Matcher:
         rows = (
-            await session.execute(
-                select(WatchRule).where(WatchRule.enabled.is_(True)).order_by(WatchRule.id)
+            (
+                await session.execute(
+                    select(WatchRule).where(WatchRule.enabled.is_(True)).order_by(WatchRule.id)
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
         fingerprint = tuple((rule.id, rule.version) for rule in rows)
         async with self._lock:
             if self._matcher is None or fingerprint != self._fingerprint:

@@ -13,9 +13,6 @@ from datetime import datetime, timedelta
 from typing import Literal
 from urllib.parse import urlsplit
 
-from sqlalchemy import update
-
-import alerts
 from alerts.normalise import (
     canonical_url,
     content_hash,
@@ -24,6 +21,9 @@ from alerts.normalise import (
     identity,
     normalise_published,
 )
+from sqlalchemy import update
+
+import alerts
 from service import metrics
 from service.db.models import Source
 from service.exceptions import FetchError, SourceParseError, UnsafeURLError
@@ -202,12 +202,12 @@ class Poller:
                     data = normalise_item(item, fetched_at=now, default_language=document.language)
                     if data is None:
                         continue
-                    article, outcome = await upsert_article(
+                    article, change = await upsert_article(
                         session, source_id=view.id, data=data, now=now
                     )
-                    if outcome == "unchanged":
+                    if change == "unchanged":
                         continue
-                    if outcome == "new":
+                    if change == "new":
                         new += 1
                     else:
                         updated += 1
@@ -266,8 +266,13 @@ class Poller:
         metrics.ARTICLES.labels("new").inc(new)
         metrics.ARTICLES.labels("updated").inc(updated)
         metrics.MATCHES.inc(matched)
-        log.info("source polled source_id=%s outcome=%s new=%d matches=%d",
-                 view.id, outcome, new, matched)
+        log.info(
+            "source polled source_id=%s outcome=%s new=%d matches=%d",
+            view.id,
+            outcome,
+            new,
+            matched,
+        )
         return PollResult(view.id, outcome, new=new, updated=updated, matches=matched)
 
     async def _record_failure(self, view: _SourceView, exc: Exception) -> PollResult:
@@ -276,8 +281,9 @@ class Poller:
         message = f"{type(exc).__name__}: {exc}"
         retry_after = exc.retry_after if isinstance(exc, FetchError) else None
         # Exponential backoff, capped at a day; Retry-After wins when it asks for longer.
-        backoff = min(timedelta(minutes=view.interval_minutes) * 2 ** min(failures, 10),
-                      timedelta(days=1))
+        backoff = min(
+            timedelta(minutes=view.interval_minutes) * 2 ** min(failures, 10), timedelta(days=1)
+        )
         if retry_after is not None:
             backoff = max(backoff, timedelta(seconds=retry_after))
         failing_after = self.resources.settings.poll.failing_after

@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 from service.db.session import is_sqlite
 from service.exceptions import ServiceError
+from service.jobs.poll import Poller
 from service.jobs.tick import tick
 from service.runtime import Resources
 
@@ -53,9 +54,9 @@ def sqlite_worker_lock(database_url: str) -> Iterator[None]:
         os.close(fd)
 
 
-async def _safe_tick(resources: Resources) -> None:
+async def _safe_tick(resources: Resources, poller: Poller) -> None:
     try:
-        await tick(resources)
+        await tick(resources, poller)
     except Exception:  # the ticker's boundary: log and let the next tick try again
         log.exception("tick failed")
 
@@ -69,7 +70,7 @@ async def running_scheduler(resources: Resources) -> AsyncIterator[AsyncIOSchedu
             _safe_tick,
             "interval",
             seconds=resources.settings.poll.tick_seconds,
-            args=[resources],
+            args=[resources, Poller(resources)],
             id=TICK_JOB_ID,
             replace_existing=True,
             coalesce=True,

@@ -40,9 +40,7 @@ async def upsert_article(
     """Insert a new article or update the stored one when its content changed."""
     article = (
         await session.execute(
-            select(Article).where(
-                Article.source_id == source_id, Article.identity == data.identity
-            )
+            select(Article).where(Article.source_id == source_id, Article.identity == data.identity)
         )
     ).scalar_one_or_none()
     if article is None:

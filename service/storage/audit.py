@@ -22,7 +22,7 @@ async def record_audit(
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
 ) -> AuditEntry:
-    """Append one entry in the caller's transaction, so the change and its record commit together."""
+    """Append one entry in the caller's transaction: the change and its record commit together."""
     entry = AuditEntry(
         at=at,
         actor_name=actor_name,

@@ -34,9 +34,7 @@ async def create_key(
     if role not in KEY_ROLES:
         raise ValueError(f"role must be one of {', '.join(KEY_ROLES)}")
     plain = generate_key()
-    key = ApiKey(
-        name=name, role=role, prefix=plain[:12], key_hash=hash_key(plain), created_at=now
-    )
+    key = ApiKey(name=name, role=role, prefix=plain[:12], key_hash=hash_key(plain), created_at=now)
     session.add(key)
     await session.flush()
     return key, plain
@@ -47,7 +45,9 @@ async def authenticate(session: AsyncSession, plain: str, *, now: datetime) -> A
     if not plain.startswith(KEY_PREFIX):
         return None
     digest = hash_key(plain)
-    key = (await session.execute(select(ApiKey).where(ApiKey.key_hash == digest))).scalar_one_or_none()
+    key = (
+        await session.execute(select(ApiKey).where(ApiKey.key_hash == digest))
+    ).scalar_one_or_none()
     if key is None or key.revoked_at is not None or not hmac.compare_digest(key.key_hash, digest):
         return None
     key.last_used_at = now
