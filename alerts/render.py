@@ -9,13 +9,12 @@ operator's footer) is sanitised with nh3.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
-
-import json
 
 import jinja2
 import nh3

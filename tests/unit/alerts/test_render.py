@@ -73,7 +73,8 @@ def test_html_escapes_feed_text_and_marks_highlights() -> None:
     assert "Pakistan Stream pipeline: &lt;b&gt;route&lt;/b&gt; finalised" in html
     assert "<mark>&lt;LNG&gt;</mark>" in html
     assert "&amp; more." in html
-    assert UNSUB in html and PREFS in html
+    assert UNSUB in html
+    assert PREFS in html
 
 
 def test_text_part_has_visible_links_and_local_times() -> None:
