@@ -9,6 +9,7 @@ operator's footer) is sanitised with nh3.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -102,7 +103,8 @@ def format_local(moment: datetime | None, tz: ZoneInfo) -> str:
 def _entry_view(entry: DigestEntry, tz: ZoneInfo) -> dict[str, Any]:
     return {
         "title": entry.title,
-        "url": entry.url,
+        # Feed links are data: only web URLs become links (no javascript: or data: hrefs).
+        "url": entry.url if entry.url.startswith(("https://", "http://")) else "",
         "source_name": entry.source_name,
         "tier": entry.tier,
         "tier_label": TIER_LABELS.get(entry.tier, entry.tier.title()),
@@ -233,12 +235,14 @@ def webhook_payload(
     rule_name: str = "",
     digest_url: str | None = None,
     max_items: int = 50,
+    max_item_bytes: int = 16_000,
 ) -> dict[str, Any]:
     """Return the versioned webhook payload of an event (Standard Webhooks shape, WH-05).
 
     ``match.created`` needs ``entry`` (plus ``rule_id``/``rule_name``); ``digest.published``
-    needs ``digest`` and lists at most ``max_items`` entries (``truncated`` tells receivers to
-    fetch ``digest_url`` for the rest), which keeps bodies well under 20 KB.
+    needs ``digest`` and lists at most ``max_items`` entries whose compact JSON fits in
+    ``max_item_bytes`` (``truncated`` tells receivers to fetch ``digest_url`` for the rest),
+    which keeps bodies under the spec's 20 KB guideline.
 
     Args:
         event_type: ``match.created`` or ``digest.published``.
@@ -251,6 +255,7 @@ def webhook_payload(
         rule_name: its display name.
         digest_url: where the full digest can be fetched, if anywhere.
         max_items: cap on listed digest items.
+        max_item_bytes: cap on the encoded size of the listed items.
 
     Raises:
         ValueError: unknown event type or missing ``digest``/``entry``.
@@ -267,19 +272,26 @@ def webhook_payload(
     elif event_type == "digest.published":
         if digest is None:
             raise ValueError("digest.published needs a digest")
-        items = [
+        items: list[dict[str, Any]] = []
+        budget = max_item_bytes
+        views = (
             {"rule_id": section.rule_id, **entry_payload(item)}
             for section in digest.sections
             for item in section.entries
-        ]
+        )
+        for view in views:
+            budget -= len(json.dumps(view, separators=(",", ":"), ensure_ascii=False).encode())
+            if budget < 0 or len(items) == max_items:
+                break
+            items.append(view)
         data = {
             "subscription_id": subscription_id,
             "period_key": digest.period_key,
             "window_start": _iso(digest.window_start),
             "window_end": _iso(digest.window_end),
             "total": digest.total,
-            "items": items[:max_items],
-            "truncated": len(items) > max_items or digest.omitted > 0,
+            "items": items,
+            "truncated": len(items) < digest.total or digest.omitted > 0,
             "url": digest_url,
         }
     else:
