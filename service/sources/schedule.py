@@ -56,7 +56,7 @@ def _adaptive(
     # The silence since the newest item is a gap too: a source that stopped publishing
     # slows down instead of being polled at its old rate forever.
     gaps.append(max(now - times[-1], timedelta(0)))
-    typical = statistics.median(gaps)
+    typical = timedelta(seconds=statistics.median(gap.total_seconds() for gap in gaps))
     # Polling at half the typical gap catches most items within one gap of publication.
     return min(max(typical / 2, policy.min_interval), policy.max_interval)
 
