@@ -91,7 +91,7 @@ def next_poll_at(
     rules = policy or SchedulePolicy()
     if outcome == "error":
         exponent = min(max(consecutive_failures - 1, 0), 16)
-        delay = min(interval * (2**exponent), max(rules.max_backoff, interval))
+        delay = min(interval * (1 << exponent), max(rules.max_backoff, interval))
     else:
         delay = _adaptive(interval, recent_item_times, now, rules)
     rng = random.Random(f"{jitter_seed}:{now.isoformat()}")
