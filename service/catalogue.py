@@ -16,10 +16,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from alerts.rulefile import RuleDefinition, parse_rules_toml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from alerts.rulefile import RuleDefinition, parse_rules_toml
 from service.db.models import Source, WatchRule
 from service.exceptions import ServiceError
 

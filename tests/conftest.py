@@ -41,9 +41,7 @@ def clock() -> FakeClock:
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(
         database=DatabaseSettings(url=database_url),
-        http=HttpSettings(
-            allow_loopback=True, min_host_interval_seconds=0.0, timeout_seconds=10.0
-        ),
+        http=HttpSettings(allow_loopback=True, min_host_interval_seconds=0.0, timeout_seconds=10.0),
         smtp=SmtpSettings(host="127.0.0.1", port=1, timeout_seconds=10.0),
         data_dir=tmp_path,
         secret_key=SecretStr("test-secret-key-" + "x" * 32),

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import alerts
 from alerts.digest import Digest, DigestCandidate, DigestLimits, Outlet, build_digest
 from alerts.render import render_email, webhook_payload
-from alerts.schedule import Cadence, due_period, next_due
+from alerts.schedule import Cadence, due_period
 from service import metrics
 from service.db.models import (
     Article,
@@ -70,19 +70,6 @@ def smtp_options(resources: Resources) -> SmtpOptions:
 def _send_time(value: str) -> time:
     hour, minute = value.split(":")
     return time(int(hour), int(minute))
-
-
-def first_due(subscription: Subscription, *, now: datetime) -> datetime:
-    """When a new (or rescheduled) subscription is next due."""
-    if subscription.cadence == "immediate":
-        return now
-    return next_due(
-        cadence=subscription.cadence,  # type: ignore[arg-type]
-        send_time=_send_time(subscription.send_time),
-        weekday=subscription.weekday,
-        tz=subscription.timezone,
-        after=now,
-    )
 
 
 async def run_due_deliveries(resources: Resources) -> DeliveryReport:

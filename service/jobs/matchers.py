@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from alerts.matching import Matcher
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import InvalidRuleError, RuleSpec
+from alerts.matching import Matcher
 from service.db.models import WatchRule
 
 log = logging.getLogger(__name__)

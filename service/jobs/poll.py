@@ -13,6 +13,9 @@ from datetime import datetime, timedelta
 from typing import Literal
 from urllib.parse import urlsplit
 
+from sqlalchemy import update
+
+import alerts
 from alerts.normalise import (
     canonical_url,
     content_hash,
@@ -21,9 +24,6 @@ from alerts.normalise import (
     identity,
     normalise_published,
 )
-from sqlalchemy import update
-
-import alerts
 from service import metrics
 from service.db.models import Source
 from service.exceptions import FetchError, SourceParseError, UnsafeURLError
