@@ -203,13 +203,15 @@ def _authenticator(
         b"relay",
         b"s3cret",
     )
-    return AuthResult(success=ok)
+    return AuthResult(success=ok, handled=False)
 
 
 # Plain AUTH keeps the fixture simple; production pairs auth with a TLS mode.
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
-@pytest.mark.parametrize(("password", "status"), [("s3cret", "sent"), ("wrong", "retry")])
-async def test_authentication(password: str, status: str) -> None:
+@pytest.mark.parametrize(
+    ("password", "status", "code"), [("s3cret", "sent", 250), ("wrong", "retry", 535)]
+)
+async def test_authentication(password: str, status: str, code: int) -> None:
     server = SmtpServer(
         RecordingHandler(),
         authenticator=_authenticator,
@@ -223,5 +225,5 @@ async def test_authentication(password: str, status: str) -> None:
             outcome = await conn.send(digest_message(1))
     finally:
         server.stop()
-    assert outcome.status == status
+    assert (outcome.status, outcome.code) == (status, code)
     assert len(server.received) == (1 if status == "sent" else 0)
