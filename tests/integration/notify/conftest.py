@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from service.notify.webhook import generate_secret
-from tests.support.smtp_server import SmtpServer, LocalCertificate, make_certificate, running
+from tests.support.smtp_server import LocalCertificate, SmtpServer, make_certificate, running
 from tests.support.webhook_receiver import WebhookReceiver, serve
 
 

@@ -11,7 +11,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from alerts.render import render_email
 from service.notify.email import Mailer, SmtpOptions, build_message
 from tests.support.digests import sample_digest
-from tests.support.smtp_server import RecordingHandler, SmtpServer, LocalCertificate, running
+from tests.support.smtp_server import LocalCertificate, RecordingHandler, SmtpServer, running
 
 pytestmark = pytest.mark.integration
 
