@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from alerts.digest import DigestLimits, Outlet, build_digest
+from alerts.digest import Digest, DigestCandidate, DigestLimits, Outlet, build_digest
 from tests.support.digests import candidate, sample_digest
 
 START = datetime(2026, 10, 31, 4, tzinfo=UTC)
@@ -13,7 +14,7 @@ def at(hour: int) -> datetime:
     return datetime(2026, 11, 1, hour, tzinfo=UTC)
 
 
-def build(candidates, **kwargs):
+def build(candidates: list[DigestCandidate], **kwargs: Any) -> Digest:
     return build_digest(
         subscription_id="sub",
         period_key="2026-11-01",

@@ -3,11 +3,13 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
-from alerts.digest import DigestLimits, build_digest
+from alerts.digest import Digest, DigestLimits, build_digest
 from alerts.render import (
+    RenderedEmail,
     highlight_html,
     highlight_text,
     merge_highlights,
@@ -22,7 +24,7 @@ UNSUB = "https://dealwatch.example.org/u/tok"
 PREFS = "https://dealwatch.example.org/p/tok"
 
 
-def render(digest=None, **kwargs):
+def render(digest: Digest | None = None, **kwargs: Any) -> RenderedEmail:
     return render_email(
         digest or sample_digest(),
         subject_prefix="[dealwatch]",
