@@ -21,7 +21,7 @@ from service.settings import Settings, SmtpSettings
 from service.storage.subscriptions import create_subscriber, create_subscription
 from tests.support.clock import FakeClock
 from tests.support.http_server import LocalHTTPServer, Response
-from tests.support.smtp_server import SmtpSink
+from tests.support.smtp_server import SmtpServer
 
 pytestmark = pytest.mark.integration
 
@@ -80,14 +80,19 @@ def feed_server() -> Iterator[LocalHTTPServer]:
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink().start()
-    yield sink
-    sink.stop()
+def smtp() -> Iterator[SmtpServer]:
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+def inbox(server: SmtpServer) -> list[EmailMessage]:
+    return [received.message for received in server.received]
 
 
 @pytest.fixture
-def e2e_settings(settings: Settings, smtp: SmtpSink) -> Settings:
+def e2e_settings(settings: Settings, smtp: SmtpServer) -> Settings:
     return settings.model_copy(
         update={"smtp": SmtpSettings(host="127.0.0.1", port=smtp.port, tls="none")}
     )
@@ -134,7 +139,7 @@ async def test_feed_to_inbox_once_per_period(
     resources: Resources,
     clock: FakeClock,
     feed_server: LocalHTTPServer,
-    smtp: SmtpSink,
+    smtp: SmtpServer,
 ) -> None:
     clock.set(datetime(2026, 11, 2, 1, 0, tzinfo=UTC))  # 06:00 in Karachi
     async with open_resources(e2e_settings, clock=clock) as res:
@@ -147,13 +152,13 @@ async def test_feed_to_inbox_once_per_period(
         ]
         report = await run_due_deliveries(res)
         assert report.planned == 0
-        assert smtp.messages == []
+        assert inbox(smtp) == []
 
         clock.set(datetime(2026, 11, 2, 3, 0, tzinfo=UTC))  # 08:00 in Karachi
         report = await run_due_deliveries(res)
         assert (report.planned, report.delivered) == (1, 1)
-        assert len(smtp.messages) == 1
-        message = smtp.messages[0]
+        assert len(inbox(smtp)) == 1
+        message = inbox(smtp)[0]
         assert message.get_content_type() == "multipart/alternative"
         assert message["To"] == "reader@example.org"
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -166,7 +171,7 @@ async def test_feed_to_inbox_once_per_period(
         # Running again in the same period sends nothing.
         report = await run_due_deliveries(res)
         assert (report.planned, report.delivered) == (0, 0)
-        assert len(smtp.messages) == 1
+        assert len(inbox(smtp)) == 1
 
         # A new matching article appears later that day: it waits for tomorrow's digest.
         feed_server.route("/feed.xml", Response(body=rss(FIRST + SECOND)))
@@ -174,13 +179,13 @@ async def test_feed_to_inbox_once_per_period(
         results = await poller.poll_due()
         assert [(r.new, r.matches) for r in results] == [(1, 1)]
         await run_due_deliveries(res)
-        assert len(smtp.messages) == 1
+        assert len(inbox(smtp)) == 1
 
         clock.set(datetime(2026, 11, 3, 3, 0, tzinfo=UTC))  # 08:00 the next day
         report = await run_due_deliveries(res)
         assert report.delivered == 1
-        assert len(smtp.messages) == 2
-        text, _ = _bodies(smtp.messages[1])
+        assert len(inbox(smtp)) == 2
+        text, _ = _bodies(inbox(smtp)[1])
         assert "Pakistan Stream gas pipeline talks resume in Moscow" in text
         assert "Pakistan and Russia sign LNG supply deal" not in text
-        assert smtp.messages[0]["Message-ID"] != smtp.messages[1]["Message-ID"]
+        assert inbox(smtp)[0]["Message-ID"] != inbox(smtp)[1]["Message-ID"]
