@@ -123,7 +123,7 @@ def _overlaps(spans: list[tuple[str, float, float]]) -> list[str]:
     by_path: dict[str, list[tuple[float, float]]] = {}
     for path, start, end in spans:
         by_path.setdefault(path, []).append((start, end))
-    bad = []
+    bad: list[str] = []
     for path, intervals in by_path.items():
         intervals.sort()
         bad.extend(path for a, b in itertools.pairwise(intervals) if b[0] < a[1])
