@@ -70,7 +70,8 @@ def init() -> None:
     """
     from service.commands import initialise
 
-    report = _run(initialise)
+    with err_console.status("migrating the database and loading the catalogue…"):
+        report = _run(initialise)
     table = Table("catalogue", "created", "updated", "kept (admin-changed)", "unchanged")
     for name, part in (("sources", report.sources), ("rules", report.rules)):
         table.add_row(
@@ -152,7 +153,8 @@ def poll(
     from service.commands import poll_loop, poll_once
 
     if source is not None or once:
-        results = _run(lambda settings: poll_once(settings, source_id=source))
+        with err_console.status("polling…"):
+            results = _run(lambda settings: poll_once(settings, source_id=source))
         table = Table("source", "outcome", "new", "updated", "matches", "detail")
         for result in results:
             table.add_row(
@@ -186,7 +188,8 @@ def digest(
         raise typer.Exit(2)
     from service.commands import send_due
 
-    report = _run(send_due)
+    with err_console.status("building and sending due digests…"):
+        report = _run(send_due)
     console.print(
         f"digests planned: {report.planned}, deliveries sent: {report.delivered}, "
         f"retrying: {report.retrying}, failed: {report.failed}"
