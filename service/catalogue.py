@@ -11,10 +11,11 @@ import hashlib
 import json
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -150,33 +151,37 @@ def _apply_rule(row: WatchRule, definition: RuleDefinition) -> None:
     row.min_score = definition.min_score
 
 
-async def sync_sources(
-    session: AsyncSession, definitions: list[SourceDefinition], *, now: datetime
+_Row = TypeVar("_Row", Source, WatchRule)
+_Definition = TypeVar("_Definition", SourceDefinition, RuleDefinition)
+
+
+async def _sync(
+    session: AsyncSession,
+    definitions: list[_Definition],
+    *,
+    model: type[_Row],
+    new_row: Callable[[str], _Row],
+    apply: Callable[[_Row, _Definition], None],
+    fingerprint: Callable[[_Row], str],
+    now: datetime,
 ) -> SyncReport:
-    """Upsert catalogue sources by id. Never overwrites a row an admin changed. Safe twice."""
+    """Upsert catalogue entries by id, leaving rows an admin changed alone. Safe twice."""
     created, updated, kept, unchanged = [], [], [], []
     for definition in definitions:
-        row = await session.get(Source, definition.id)
+        row = await session.get(model, definition.id)
         if row is None:
-            row = Source(
-                id=definition.id,
-                origin="config",
-                created_at=now,
-                updated_at=now,
-                next_poll_at=now,
-                version=1,
-            )
-            _apply_source(row, definition)
-            row.config_hash = source_fingerprint(row)
+            row = new_row(definition.id)
+            apply(row, definition)
+            row.config_hash = fingerprint(row)
             session.add(row)
             created.append(definition.id)
             continue
-        if row.origin != "config" or source_fingerprint(row) != row.config_hash:
+        if row.origin != "config" or fingerprint(row) != row.config_hash:
             kept.append(definition.id)
             continue
         before = row.config_hash
-        _apply_source(row, definition)
-        row.config_hash = source_fingerprint(row)
+        apply(row, definition)
+        row.config_hash = fingerprint(row)
         if row.config_hash == before:
             unchanged.append(definition.id)
         else:
@@ -185,38 +190,45 @@ async def sync_sources(
             updated.append(definition.id)
     await session.flush()
     return SyncReport(tuple(created), tuple(updated), tuple(kept), tuple(unchanged))
+
+
+async def sync_sources(
+    session: AsyncSession, definitions: list[SourceDefinition], *, now: datetime
+) -> SyncReport:
+    """Upsert catalogue sources by id; a new source is due for polling at once."""
+    return await _sync(
+        session,
+        definitions,
+        model=Source,
+        new_row=lambda source_id: Source(
+            id=source_id,
+            origin="config",
+            created_at=now,
+            updated_at=now,
+            next_poll_at=now,
+            version=1,
+        ),
+        apply=_apply_source,
+        fingerprint=source_fingerprint,
+        now=now,
+    )
 
 
 async def sync_rules(
     session: AsyncSession, definitions: list[RuleDefinition], *, now: datetime
 ) -> SyncReport:
-    """Upsert catalogue rules by id. Never overwrites a rule an admin changed. Safe twice."""
-    created, updated, kept, unchanged = [], [], [], []
-    for definition in definitions:
-        row = await session.get(WatchRule, definition.id)
-        if row is None:
-            row = WatchRule(
-                id=definition.id, origin="config", created_at=now, updated_at=now, version=1
-            )
-            _apply_rule(row, definition)
-            row.config_hash = rule_fingerprint(row)
-            session.add(row)
-            created.append(definition.id)
-            continue
-        if row.origin != "config" or rule_fingerprint(row) != row.config_hash:
-            kept.append(definition.id)
-            continue
-        before = row.config_hash
-        _apply_rule(row, definition)
-        row.config_hash = rule_fingerprint(row)
-        if row.config_hash == before:
-            unchanged.append(definition.id)
-        else:
-            row.updated_at = now
-            row.version += 1
-            updated.append(definition.id)
-    await session.flush()
-    return SyncReport(tuple(created), tuple(updated), tuple(kept), tuple(unchanged))
+    """Upsert catalogue rules by id."""
+    return await _sync(
+        session,
+        definitions,
+        model=WatchRule,
+        new_row=lambda rule_id: WatchRule(
+            id=rule_id, origin="config", created_at=now, updated_at=now, version=1
+        ),
+        apply=_apply_rule,
+        fingerprint=rule_fingerprint,
+        now=now,
+    )
 
 
 def load_catalogue_files(

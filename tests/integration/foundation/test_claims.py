@@ -65,19 +65,11 @@ def server(recorder: Recorder) -> Iterator[LocalHTTPServer]:
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 async def two_processes(
-    settings: Settings, resources: Resources, clock: FakeClock, smtp: SmtpServer
+    settings: Settings, resources: Resources, clock: FakeClock, smtp_server: SmtpServer
 ) -> AsyncIterator[tuple[Resources, Resources]]:
     """Two sets of resources with their own engines and owners: two processes' worth."""
-    shared = settings.model_copy(update={"smtp": SmtpSettings(port=smtp.port, tls="none")})
+    shared = settings.model_copy(update={"smtp": SmtpSettings(port=smtp_server.port, tls="none")})
     async with (
         open_resources(shared, clock=clock) as first,
         open_resources(shared, clock=clock) as second,
@@ -182,7 +174,7 @@ async def test_a_digest_due_in_two_processes_is_sent_once(
     two_processes: tuple[Resources, Resources],
     clock: FakeClock,
     server: LocalHTTPServer,
-    smtp: SmtpServer,
+    smtp_server: SmtpServer,
 ) -> None:
     first, second = two_processes
     clock.set(datetime(2026, 11, 2, 6, 0, tzinfo=UTC))
@@ -191,7 +183,7 @@ async def test_a_digest_due_in_two_processes_is_sent_once(
     clock.set(datetime(2026, 11, 2, 8, 0, tzinfo=UTC))  # 09:00 in Berlin
     await asyncio.gather(run_due_deliveries(first), run_due_deliveries(second))
     await asyncio.gather(run_due_deliveries(first), run_due_deliveries(second))
-    assert len(smtp.received) == 1
+    assert len(smtp_server.received) == 1
     async with first.sessionmaker() as session:
         count = (await session.execute(select(func.count()).select_from(Delivery))).scalar_one()
     assert count == 1

@@ -79,22 +79,14 @@ def feed_server() -> Iterator[LocalHTTPServer]:
         yield server
 
 
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
-
-
 def inbox(server: SmtpServer) -> list[EmailMessage]:
     return [received.message for received in server.received]
 
 
 @pytest.fixture
-def e2e_settings(settings: Settings, smtp: SmtpServer) -> Settings:
+def e2e_settings(settings: Settings, smtp_server: SmtpServer) -> Settings:
     return settings.model_copy(
-        update={"smtp": SmtpSettings(host="127.0.0.1", port=smtp.port, tls="none")}
+        update={"smtp": SmtpSettings(host="127.0.0.1", port=smtp_server.port, tls="none")}
     )
 
 
@@ -139,7 +131,7 @@ async def test_feed_to_inbox_once_per_period(
     resources: Resources,
     clock: FakeClock,
     feed_server: LocalHTTPServer,
-    smtp: SmtpServer,
+    smtp_server: SmtpServer,
 ) -> None:
     clock.set(datetime(2026, 11, 2, 1, 0, tzinfo=UTC))  # 06:00 in Karachi
     async with open_resources(e2e_settings, clock=clock) as res:
@@ -152,13 +144,13 @@ async def test_feed_to_inbox_once_per_period(
         ]
         report = await run_due_deliveries(res)
         assert report.planned == 0
-        assert inbox(smtp) == []
+        assert inbox(smtp_server) == []
 
         clock.set(datetime(2026, 11, 2, 3, 0, tzinfo=UTC))  # 08:00 in Karachi
         report = await run_due_deliveries(res)
         assert (report.planned, report.delivered) == (1, 1)
-        assert len(inbox(smtp)) == 1
-        message = inbox(smtp)[0]
+        assert len(inbox(smtp_server)) == 1
+        message = inbox(smtp_server)[0]
         assert message.get_content_type() == "multipart/alternative"
         assert message["To"] == "reader@example.org"
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -171,7 +163,7 @@ async def test_feed_to_inbox_once_per_period(
         # Running again in the same period sends nothing.
         report = await run_due_deliveries(res)
         assert (report.planned, report.delivered) == (0, 0)
-        assert len(inbox(smtp)) == 1
+        assert len(inbox(smtp_server)) == 1
 
         # A new matching article appears later that day: it waits for tomorrow's digest.
         feed_server.route("/feed.xml", Response(body=rss(FIRST + SECOND)))
@@ -179,13 +171,13 @@ async def test_feed_to_inbox_once_per_period(
         results = await poller.poll_due()
         assert [(r.new, r.matches) for r in results] == [(1, 1)]
         await run_due_deliveries(res)
-        assert len(inbox(smtp)) == 1
+        assert len(inbox(smtp_server)) == 1
 
         clock.set(datetime(2026, 11, 3, 3, 0, tzinfo=UTC))  # 08:00 the next day
         report = await run_due_deliveries(res)
         assert report.delivered == 1
-        assert len(inbox(smtp)) == 2
-        text, _ = _bodies(inbox(smtp)[1])
+        assert len(inbox(smtp_server)) == 2
+        text, _ = _bodies(inbox(smtp_server)[1])
         assert "Pakistan Stream gas pipeline talks resume in Moscow" in text
         assert "Pakistan and Russia sign LNG supply deal" not in text
-        assert inbox(smtp)[0]["Message-ID"] != inbox(smtp)[1]["Message-ID"]
+        assert inbox(smtp_server)[0]["Message-ID"] != inbox(smtp_server)[1]["Message-ID"]

@@ -7,13 +7,8 @@ import httpx
 import pytest
 
 from service.notify.webhook import generate_secret
-from tests.support.smtp_server import LocalCertificate, SmtpServer, make_certificate, running
+from tests.support.smtp_server import LocalCertificate, make_certificate
 from tests.support.webhook_receiver import WebhookReceiver, serve
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    yield from running(SmtpServer())
 
 
 @pytest.fixture(scope="session")
