@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
@@ -109,6 +110,27 @@ def ip_refusal_reason(ip: IPAddress, *, allow_loopback: bool) -> str | None:
     return None
 
 
+_INET_ATON_FORM = re.compile(r"^(?:0x[0-9a-f]+|[0-9]+)(?:\.(?:0x[0-9a-f]+|[0-9]+)){0,3}$", re.I)
+
+
+def _literal_address(host: str) -> IPAddress | None:
+    """Return ``host`` as an address when it is one, in any spelling the C resolver accepts.
+
+    ``inet_aton`` forms (``2130706433``, ``0x7f000001``, ``127.1``) are checked here rather
+    than left to the resolver, so an injected resolver cannot hide them.
+    """
+    try:
+        return ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        pass
+    if _INET_ATON_FORM.match(host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
 async def _default_resolver(host: str, port: int) -> Sequence[str]:
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -143,10 +165,7 @@ async def check_url(url: str, *, allow_loopback: bool, resolver: Resolver | None
         raise UnsafeURLError(url, "URL has no host")
     if port is None:
         port = 443 if scheme == "https" else 80
-    try:
-        literal: IPAddress | None = ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        literal = None
+    literal = _literal_address(host)
     if literal is not None:
         addresses: Sequence[str] = [str(literal)]
     else:
