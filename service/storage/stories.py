@@ -1,0 +1,96 @@
+"""Stories: one row per piece of news, however many outlets reported it.
+
+The near-duplicate decision is made by :class:`alerts.stories.StoryIndex`; these functions only
+read the recent window for it and keep the story rows (outlets, counts, canonical article).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts.stories import StoryMember, canonical_member, story_text
+from service.db.models import Article, Source, Story
+
+__all__ = ["StoryEntry", "attach_to_story", "recent_story_entries"]
+
+StoryEntry = tuple[str, str, str]
+"""``(article id, story text, story id)`` as :class:`alerts.stories.StoryIndex` takes them."""
+
+
+async def recent_story_entries(
+    session: AsyncSession, *, since: datetime, exclude_ids: Sequence[int] = ()
+) -> list[StoryEntry]:
+    """Return the articles fetched since ``since`` that belong to a story."""
+    query = select(
+        Article.id, Article.title, Article.summary, Article.text, Article.story_id
+    ).where(Article.fetched_at >= since, Article.story_id.is_not(None))
+    rows = (await session.execute(query)).all()
+    excluded = set(exclude_ids)
+    return [
+        (str(row.id), story_text(row.title, row.summary or row.text), str(row.story_id))
+        for row in rows
+        if row.id not in excluded
+    ]
+
+
+async def _member(session: AsyncSession, article_id: int) -> StoryMember | None:
+    row = (
+        await session.execute(
+            select(Article.id, Article.published_at, Source.tier)
+            .join(Source, Source.id == Article.source_id)
+            .where(Article.id == article_id)
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return StoryMember(article_key=str(row.id), tier=row.tier, published=row.published_at)
+
+
+async def attach_to_story(
+    session: AsyncSession,
+    *,
+    article: Article,
+    tier: str,
+    story_id: int | None,
+    now: datetime,
+) -> Story:
+    """Put ``article`` in story ``story_id`` (or a new story) and return the story.
+
+    The story remembers every outlet (source id) that reported it; its canonical article is
+    the official-tier one if any, else the earliest published.
+    """
+    story = await session.get(Story, story_id) if story_id is not None else None
+    if story is None:
+        story = Story(
+            title=article.title,
+            canonical_article_id=article.id,
+            first_seen_at=now,
+            last_seen_at=now,
+            article_count=1,
+            source_ids=[article.source_id],
+        )
+        session.add(story)
+        await session.flush()
+        article.story_id = story.id
+        return story
+    article.story_id = story.id
+    story.article_count += 1
+    story.last_seen_at = now
+    if article.source_id not in story.source_ids:
+        story.source_ids = [*story.source_ids, article.source_id]
+    newcomer = StoryMember(article_key=str(article.id), tier=tier, published=article.published_at)
+    current = (
+        await _member(session, story.canonical_article_id)
+        if story.canonical_article_id is not None
+        else None
+    )
+    best = canonical_member([newcomer] if current is None else [current, newcomer])
+    if best is newcomer:
+        story.canonical_article_id = article.id
+        story.title = article.title
+    await session.flush()
+    return story
