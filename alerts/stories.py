@@ -24,10 +24,12 @@ missed merge only shows a duplicate, so the threshold errs high.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from datasketch import MinHash, MinHashLSH
 
@@ -103,6 +105,22 @@ def story_tokens(text: str) -> frozenset[str]:
     return frozenset(w for w in _WORD.findall(text.casefold()) if w not in _STOP_WORDS)
 
 
+@functools.cache
+def _permutations() -> tuple[Any, str]:
+    # Drawing the permutations is most of a MinHash's construction cost; they depend only on
+    # the seed, so every MinHash shares one draw.
+    template = MinHash(num_perm=_NUM_PERM)
+    return template.permutations, str(template.scheme)
+
+
+@functools.cache
+def _lsh_params() -> tuple[int, int]:
+    # datasketch integrates false positive/negative curves to choose (bands, rows); once is
+    # enough.
+    probe = MinHashLSH(threshold=_LSH_THRESHOLD, num_perm=_NUM_PERM)
+    return int(probe.b), int(probe.r)
+
+
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     union = len(a | b)
     return len(a & b) / union if union else 0.0
@@ -129,7 +147,7 @@ class StoryIndex:
             threshold: minimum Jaccard similarity of content words for "same story".
         """
         self.threshold = threshold
-        self._lsh = MinHashLSH(threshold=_LSH_THRESHOLD, num_perm=_NUM_PERM)
+        self._lsh = MinHashLSH(num_perm=_NUM_PERM, params=_lsh_params())
         self._tokens: dict[str, frozenset[str]] = {}
         self._story_of: dict[str, str] = {}
         for article_key, text, story_key in entries:
@@ -143,7 +161,8 @@ class StoryIndex:
 
     @staticmethod
     def _minhash(tokens: frozenset[str]) -> MinHash:
-        minhash = MinHash(num_perm=_NUM_PERM)
+        permutations, scheme = _permutations()
+        minhash = MinHash(num_perm=_NUM_PERM, permutations=permutations, scheme=scheme)
         minhash.update_batch([token.encode() for token in sorted(tokens)])
         return minhash
 
@@ -167,9 +186,30 @@ class StoryIndex:
         tokens = story_tokens(text)
         if not tokens or not self._tokens:
             return None
+        return self._nearest(tokens, self._minhash(tokens))
+
+    def place(self, article_key: str, text: str, new_story_key: str) -> str | None:
+        """Assign and add in one step (one MinHash instead of two).
+
+        Returns the story of a near-duplicate, or ``None`` after recording ``article_key``
+        under ``new_story_key``.
+        """
+        tokens = story_tokens(text)
+        if not tokens:
+            return None
+        if article_key in self._tokens:
+            return self._story_of[article_key]
+        minhash = self._minhash(tokens)
+        found = self._nearest(tokens, minhash) if self._tokens else None
+        self._tokens[article_key] = tokens
+        self._story_of[article_key] = found if found is not None else new_story_key
+        self._lsh.insert(article_key, minhash)
+        return found
+
+    def _nearest(self, tokens: frozenset[str], minhash: MinHash) -> str | None:
         best_key: str | None = None
         best = self.threshold
-        for candidate in self._lsh.query(self._minhash(tokens)):
+        for candidate in self._lsh.query(minhash):
             similarity = _jaccard(tokens, self._tokens[candidate])
             if similarity >= best:
                 best_key, best = candidate, similarity

@@ -38,10 +38,10 @@ from service.sources.fetcher import Fetched, FetchOptions, HostLimiter, NotModif
 from service.sources.parsers import ParsedDocument, ParsedItem, parser_for
 from service.sources.parsers.html import extract_main_text
 from service.sources.schedule import SchedulePolicy, next_poll_at
-from service.storage.articles import ArticleData, upsert_article
+from service.storage.articles import ArticleData, upsert_articles
 from service.storage.claims import claim_due
 from service.storage.matches import list_audiences, list_rule_tags, record_matches
-from service.storage.stories import attach_to_story, recent_story_entries
+from service.storage.stories import file_into_stories, recent_story_entries
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,12 @@ class Poller:
         # Sources are polled concurrently; assigning a story and recording it in the index
         # must not interleave, or two copies of one story arriving together found two stories.
         self._story_lock = asyncio.Lock()
+        # SQLite has one writer: concurrent store transactions only queue on its file lock
+        # (and time out under load), so this process stores one source at a time there while
+        # fetching and parsing stay concurrent. PostgreSQL stores concurrently.
+        self._store_gate: asyncio.Lock | None = (
+            asyncio.Lock() if resources.engine.dialect.name == "sqlite" else None
+        )
 
     async def poll_due(self) -> list[PollResult]:
         """Claim the due sources and poll them with bounded concurrency."""
@@ -208,7 +214,10 @@ class Poller:
             pages: dict[str, str] = {}
             if document is not None and view.kind == "html" and view.options.get("follow"):
                 known, pages = await self._follow(view, document)
-            return await self._store(view, response, document, pages=pages, known=known)
+            if self._store_gate is None:
+                return await self._store(view, response, document, pages=pages, known=known)
+            async with self._store_gate:
+                return await self._store(view, response, document, pages=pages, known=known)
         except Exception as exc:  # per-source boundary: the batch goes on, the error is recorded
             log.exception("storing source %s failed", view.id)
             return await self._record_failure(view, exc)
@@ -289,6 +298,7 @@ class Poller:
                 rule_tags = await list_rule_tags(session)
                 audiences = await list_audiences(session)
                 await self._sync_story_index(session, now)
+                batch = []
                 for item in document.items:
                     data = normalise_item(
                         item,
@@ -297,18 +307,21 @@ class Poller:
                         gazetteer=self.gazetteer,
                         page_text=pages.get(item.url or ""),
                     )
-                    if data is None or data.identity in known:
-                        continue
-                    article, change = await upsert_article(
-                        session, source_id=view.id, data=data, now=now
-                    )
+                    if data is not None and data.identity not in known:
+                        batch.append(data)
+                stored = await upsert_articles(session, source_id=view.id, items=batch, now=now)
+                await self._assign_stories(
+                    session, [a for a, change in stored if change == "new"], tier=view.tier, now=now
+                )
+                for article, change in stored:
                     if change == "unchanged":
                         continue
                     if change == "new":
                         new += 1
-                        await self._assign_story(session, article, tier=view.tier, now=now)
                     else:
                         updated += 1
+                    if not len(matcher):
+                        continue
                     matches = matcher.match(
                         alerts.Article(
                             id=str(article.id),
@@ -423,20 +436,25 @@ class Poller:
                     self.stories.add(*entry)
             self._stories_synced_at = now
 
-    async def _assign_story(
-        self, session: AsyncSession, article: Article, *, tier: str, now: datetime
+    async def _assign_stories(
+        self, session: AsyncSession, articles: list[Article], *, tier: str, now: datetime
     ) -> None:
-        text = story_text(article.title, article.summary or article.text)
+        """File a source's new articles into stories (existing near-duplicates or new ones)."""
+        if not articles:
+            return
         async with self._story_lock:
-            found = self.stories.assign(text)
-            story = await attach_to_story(
-                session,
-                article=article,
-                tier=tier,
-                story_id=int(found) if found is not None else None,
-                now=now,
-            )
-            self.stories.add(str(article.id), text, str(story.id))
+            texts: dict[int, str] = {}
+            placements: list[tuple[Article, int | None]] = []
+            for article in articles:
+                text = story_text(article.title, article.summary or article.text)
+                texts[article.id] = text
+                # A founder is known as "-<article id>" until its story row has an id, so a
+                # near-duplicate later in this same document joins it.
+                found = self.stories.place(str(article.id), text, f"-{article.id}")
+                placements.append((article, int(found) if found is not None else None))
+            filed = await file_into_stories(session, placements=placements, tier=tier, now=now)
+            for article in articles:
+                self.stories.add(str(article.id), texts[article.id], str(filed[article.id].id))
 
     async def _record_failure(self, view: _SourceView, exc: Exception) -> PollResult:
         now = self.resources.clock()

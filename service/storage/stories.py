@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from alerts.stories import StoryMember, canonical_member, story_text
 from service.db.models import Article, Source, Story
 
-__all__ = ["StoryEntry", "attach_to_story", "recent_story_entries"]
+__all__ = ["StoryEntry", "attach_to_story", "file_into_stories", "recent_story_entries"]
 
 StoryEntry = tuple[str, str, str]
 """``(article id, story text, story id)`` as :class:`alerts.stories.StoryIndex` takes them."""
@@ -94,3 +94,87 @@ async def attach_to_story(
         story.title = article.title
     await session.flush()
     return story
+
+
+async def _members(session: AsyncSession, article_ids: Sequence[int]) -> dict[int, StoryMember]:
+    if not article_ids:
+        return {}
+    rows = await session.execute(
+        select(Article.id, Article.published_at, Source.tier)
+        .join(Source, Source.id == Article.source_id)
+        .where(Article.id.in_(list(article_ids)))
+    )
+    return {
+        row.id: StoryMember(article_key=str(row.id), tier=row.tier, published=row.published_at)
+        for row in rows
+    }
+
+
+async def file_into_stories(
+    session: AsyncSession,
+    *,
+    placements: Sequence[tuple[Article, int | None]],
+    tier: str,
+    now: datetime,
+) -> dict[int, Story]:
+    """Batch form of :func:`attach_to_story` for one source's new articles.
+
+    Args:
+        placements: each new article with the id of the story it joins, or ``None`` to found
+            a new story; an article may join a story founded earlier in the same batch by
+            naming ``-article.id`` of its founder.
+        tier: the tier of the articles' source.
+        now: the fetch time.
+
+    Returns:
+        The story of every placed article, by article id.
+    """
+    wanted = {story_id for _, story_id in placements if story_id is not None and story_id > 0}
+    existing: dict[int, Story] = {}
+    if wanted:
+        rows = await session.execute(select(Story).where(Story.id.in_(list(wanted))))
+        existing = {story.id: story for story in rows.scalars()}
+    canonical = await _members(
+        session,
+        [s.canonical_article_id for s in existing.values() if s.canonical_article_id is not None],
+    )
+    founded: dict[int, Story] = {}
+    best: dict[int, StoryMember] = {}
+    out: dict[int, Story] = {}
+    for article, story_id in placements:
+        newcomer = StoryMember(str(article.id), tier, article.published_at)
+        story: Story | None = None
+        if story_id is not None and story_id > 0:
+            story = existing.get(story_id)
+        elif story_id is not None:
+            story = founded.get(-story_id)
+        if story is None:
+            story = Story(
+                title=article.title,
+                canonical_article_id=article.id,
+                first_seen_at=now,
+                last_seen_at=now,
+                article_count=0,
+                source_ids=[],
+            )
+            founded[article.id] = story
+            best[id(story)] = newcomer
+        story.article_count += 1
+        story.last_seen_at = now
+        if article.source_id not in story.source_ids:
+            story.source_ids = [*story.source_ids, article.source_id]
+        current = best.get(id(story))
+        if current is None and story.canonical_article_id is not None:
+            current = canonical.get(story.canonical_article_id)
+        winner = canonical_member([newcomer] if current is None else [current, newcomer])
+        best[id(story)] = winner
+        if winner is newcomer:
+            story.canonical_article_id = article.id
+            story.title = article.title
+        out[article.id] = story
+    session.add_all(founded.values())
+    await session.flush()
+    for article, story in ((a, out[a.id]) for a, _ in placements):
+        article.story_id = story.id
+    await session.flush()
+    return out

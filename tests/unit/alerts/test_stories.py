@@ -62,3 +62,15 @@ def test_canonical_prefers_official_then_earliest() -> None:
     assert canonical_member([aggregator, early_news]) == early_news
     with pytest.raises(ValueError, match="at least one"):
         canonical_member([])
+
+
+def test_place_assigns_and_records_in_one_step() -> None:
+    index = StoryIndex()
+    first = story_text("Gazprom and CNPC sign Power of Siberia 2 memorandum", "Gazprom said.")
+    again = story_text("Gazprom, CNPC sign Power of Siberia 2 memorandum", "Gazprom said.")
+    assert index.place("a1", first, "s1") is None
+    assert index.place("a2", again, "s2") == "s1"
+    assert index.assign(again) == "s1"
+    assert index.place("a1", first, "other") == "s1"
+    assert index.place("a3", "", "s3") is None
+    assert "a3" not in index
