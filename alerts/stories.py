@@ -105,6 +105,12 @@ def story_tokens(text: str) -> frozenset[str]:
     return frozenset(w for w in _WORD.findall(text.casefold()) if w not in _STOP_WORDS)
 
 
+def _token_hash(token: str) -> int:
+    # The index lives in one process and is rebuilt from stored text at start, so Python's
+    # (per-process salted) string hash is as good as SHA-1 here, at a fraction of the cost.
+    return hash(token) & 0xFFFFFFFF
+
+
 @functools.cache
 def _permutations() -> tuple[Any, str]:
     # Drawing the permutations is most of a MinHash's construction cost; they depend only on
@@ -162,8 +168,10 @@ class StoryIndex:
     @staticmethod
     def _minhash(tokens: frozenset[str]) -> MinHash:
         permutations, scheme = _permutations()
-        minhash = MinHash(num_perm=_NUM_PERM, permutations=permutations, scheme=scheme)
-        minhash.update_batch([token.encode() for token in sorted(tokens)])
+        minhash = MinHash(
+            num_perm=_NUM_PERM, permutations=permutations, scheme=scheme, hashfunc=_token_hash
+        )
+        minhash.update_batch(list(tokens))
         return minhash
 
     def add(self, article_key: str, text: str, story_key: str) -> None:

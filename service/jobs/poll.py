@@ -32,6 +32,7 @@ from service import metrics
 from service.db.models import Article, Source
 from service.exceptions import FetchError, SourceParseError, UnsafeURLError
 from service.jobs.matchers import MatcherCache
+from service.preview import fetch_options_from
 from service.runtime import Resources
 from service.settings import config_dir
 from service.sources.fetcher import Fetched, FetchOptions, HostLimiter, NotModified, fetch
@@ -76,16 +77,7 @@ class _SourceView:
 
 
 def fetch_options(resources: Resources) -> FetchOptions:
-    http = resources.settings.http
-    return FetchOptions(
-        timeout_seconds=http.timeout_seconds,
-        max_bytes=http.max_body_bytes,
-        max_redirects=http.max_redirects,
-        allow_loopback=http.allow_loopback,
-        min_host_interval_seconds=http.min_host_interval_seconds,
-        per_host_concurrency=http.per_host_concurrency,
-        user_agent=http.user_agent,
-    )
+    return fetch_options_from(resources.settings.http)
 
 
 class Poller:
