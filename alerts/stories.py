@@ -119,6 +119,36 @@ def _permutations() -> tuple[Any, str]:
     return template.permutations, str(template.scheme)
 
 
+class _Bands:
+    """LSH banding over MinHash signatures, as datasketch's ``MinHashLSH`` does it.
+
+    datasketch chooses the (bands, rows) split; the tables are plain dicts here because its
+    storage layer (byte swapping and one storage object per band) cost more than the MinHash
+    itself on every insert and query.
+    """
+
+    def __init__(self, bands: int, rows: int) -> None:
+        self._rows = rows
+        self._tables: list[dict[bytes, list[str]]] = [{} for _ in range(bands)]
+
+    def _keys(self, minhash: MinHash) -> list[bytes]:
+        values = minhash.hashvalues
+        rows = self._rows
+        return [values[i * rows : (i + 1) * rows].tobytes() for i in range(len(self._tables))]
+
+    def insert(self, key: str, minhash: MinHash) -> None:
+        for table, band in zip(self._tables, self._keys(minhash), strict=True):
+            table.setdefault(band, []).append(key)
+
+    def query(self, minhash: MinHash) -> set[str]:
+        found: set[str] = set()
+        for table, band in zip(self._tables, self._keys(minhash), strict=True):
+            bucket = table.get(band)
+            if bucket:
+                found.update(bucket)
+        return found
+
+
 @functools.cache
 def _lsh_params() -> tuple[int, int]:
     # datasketch integrates false positive/negative curves to choose (bands, rows); once is
@@ -153,7 +183,7 @@ class StoryIndex:
             threshold: minimum Jaccard similarity of content words for "same story".
         """
         self.threshold = threshold
-        self._lsh = MinHashLSH(num_perm=_NUM_PERM, params=_lsh_params())
+        self._lsh = _Bands(*_lsh_params())
         self._tokens: dict[str, frozenset[str]] = {}
         self._story_of: dict[str, str] = {}
         for article_key, text, story_key in entries:

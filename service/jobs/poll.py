@@ -46,6 +46,8 @@ from service.storage.stories import file_into_stories, recent_story_entries
 
 log = logging.getLogger(__name__)
 
+_STORY_SYNC_EVERY = timedelta(seconds=30)
+
 Outcome = Literal["ok", "not_modified", "error"]
 
 
@@ -212,6 +214,9 @@ class Poller:
                 return await self._store(view, response, document, pages=pages, known=known)
         except Exception as exc:  # per-source boundary: the batch goes on, the error is recorded
             log.exception("storing source %s failed", view.id)
+            # The rolled-back articles may be in the story index (and SQLite reuses their ids):
+            # rebuild it from the database at the next store.
+            self._stories_built_at = None
             return await self._record_failure(view, exc)
 
     async def _follow(
@@ -411,21 +416,27 @@ class Poller:
     async def _sync_story_index(self, session: AsyncSession, now: datetime) -> None:
         """Bring the in-memory story index up to date with what every process stored.
 
-        The index is rebuilt from the database every quarter window (dropping articles that
-        left the window) and otherwise topped up with articles fetched since the last sync,
-        with an overlap of one lease for transactions that committed late.
+        This process adds its own articles as it files them; the database only matters for
+        other processes' articles. So the index is rebuilt from the database every quarter
+        window (dropping articles that left the window), and otherwise, at most every
+        ``_STORY_SYNC_EVERY``, topped up with the articles it does not know yet among those
+        fetched since the last sync (with an overlap of one lease for late commits).
         """
         async with self._story_lock:
             built = self._stories_built_at
+            synced = self._stories_synced_at
             if built is None or now - built > self._story_window / 4 or now < built:
                 entries = await recent_story_entries(session, since=now - self._story_window)
                 self.stories = StoryIndex(entries)
                 self._stories_built_at = now
-            elif self._stories_synced_at is not None:
+            elif synced is not None and now - synced >= _STORY_SYNC_EVERY:
                 overlap = timedelta(seconds=self.resources.settings.poll.lease_seconds)
-                since = self._stories_synced_at - overlap
-                for entry in await recent_story_entries(session, since=since):
+                for entry in await recent_story_entries(
+                    session, since=synced - overlap, known=self.stories
+                ):
                     self.stories.add(*entry)
+            else:
+                return
             self._stories_synced_at = now
 
     async def _assign_stories(

@@ -6,7 +6,7 @@ read the recent window for it and keep the story rows (outlets, counts, canonica
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from datetime import datetime
 
 from sqlalchemy import select
@@ -22,19 +22,29 @@ StoryEntry = tuple[str, str, str]
 
 
 async def recent_story_entries(
-    session: AsyncSession, *, since: datetime, exclude_ids: Sequence[int] = ()
+    session: AsyncSession, *, since: datetime, known: Container[str] = ()
 ) -> list[StoryEntry]:
-    """Return the articles fetched since ``since`` that belong to a story."""
-    query = select(
-        Article.id, Article.title, Article.summary, Article.text, Article.story_id
-    ).where(Article.fetched_at >= since, Article.story_id.is_not(None))
-    rows = (await session.execute(query)).all()
-    excluded = set(exclude_ids)
-    return [
-        (str(row.id), story_text(row.title, row.summary or row.text), str(row.story_id))
-        for row in rows
-        if row.id not in excluded
-    ]
+    """Return the articles fetched since ``since`` that belong to a story.
+
+    Articles whose id (as text) is in ``known`` (the caller's index) are skipped without
+    reading their text: the caller already has them.
+    """
+    ids = await session.execute(
+        select(Article.id).where(Article.fetched_at >= since, Article.story_id.is_not(None))
+    )
+    wanted = [article_id for article_id in ids.scalars() if str(article_id) not in known]
+    entries: list[StoryEntry] = []
+    for start in range(0, len(wanted), 500):
+        rows = await session.execute(
+            select(
+                Article.id, Article.title, Article.summary, Article.text, Article.story_id
+            ).where(Article.id.in_(wanted[start : start + 500]))
+        )
+        entries.extend(
+            (str(row.id), story_text(row.title, row.summary or row.text), str(row.story_id))
+            for row in rows
+        )
+    return entries
 
 
 async def _member(session: AsyncSession, article_id: int) -> StoryMember | None:
