@@ -60,6 +60,10 @@ class Enrichment:
 def fold(text: str) -> str:
     """Fold ``text`` for matching without changing its length, so offsets stay valid."""
     normalised = text.translate(_CHAR_FOLD)
+    lowered = normalised.lower()
+    if len(lowered) == len(normalised):
+        return lowered
+    # Rare characters (İ) grow when lowered: fold those one by one to keep offsets.
     out = []
     for ch in normalised:
         lowered = ch.lower()

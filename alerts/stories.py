@@ -24,10 +24,12 @@ missed merge only shows a duplicate, so the threshold errs high.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from datasketch import MinHash, MinHashLSH
 
@@ -103,6 +105,58 @@ def story_tokens(text: str) -> frozenset[str]:
     return frozenset(w for w in _WORD.findall(text.casefold()) if w not in _STOP_WORDS)
 
 
+def _token_hash(token: str) -> int:
+    # The index lives in one process and is rebuilt from stored text at start, so Python's
+    # (per-process salted) string hash is as good as SHA-1 here, at a fraction of the cost.
+    return hash(token) & 0xFFFFFFFF
+
+
+@functools.cache
+def _permutations() -> tuple[Any, str]:
+    # Drawing the permutations is most of a MinHash's construction cost; they depend only on
+    # the seed, so every MinHash shares one draw.
+    template = MinHash(num_perm=_NUM_PERM)
+    return template.permutations, str(template.scheme)
+
+
+class _Bands:
+    """LSH banding over MinHash signatures, as datasketch's ``MinHashLSH`` does it.
+
+    datasketch chooses the (bands, rows) split; the tables are plain dicts here because its
+    storage layer (byte swapping and one storage object per band) cost more than the MinHash
+    itself on every insert and query.
+    """
+
+    def __init__(self, bands: int, rows: int) -> None:
+        self._rows = rows
+        self._tables: list[dict[bytes, list[str]]] = [{} for _ in range(bands)]
+
+    def _keys(self, minhash: MinHash) -> list[bytes]:
+        values = minhash.hashvalues
+        rows = self._rows
+        return [values[i * rows : (i + 1) * rows].tobytes() for i in range(len(self._tables))]
+
+    def insert(self, key: str, minhash: MinHash) -> None:
+        for table, band in zip(self._tables, self._keys(minhash), strict=True):
+            table.setdefault(band, []).append(key)
+
+    def query(self, minhash: MinHash) -> set[str]:
+        found: set[str] = set()
+        for table, band in zip(self._tables, self._keys(minhash), strict=True):
+            bucket = table.get(band)
+            if bucket:
+                found.update(bucket)
+        return found
+
+
+@functools.cache
+def _lsh_params() -> tuple[int, int]:
+    # datasketch integrates false positive/negative curves to choose (bands, rows); once is
+    # enough.
+    probe = MinHashLSH(threshold=_LSH_THRESHOLD, num_perm=_NUM_PERM)
+    return int(probe.b), int(probe.r)
+
+
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     union = len(a | b)
     return len(a & b) / union if union else 0.0
@@ -129,7 +183,7 @@ class StoryIndex:
             threshold: minimum Jaccard similarity of content words for "same story".
         """
         self.threshold = threshold
-        self._lsh = MinHashLSH(threshold=_LSH_THRESHOLD, num_perm=_NUM_PERM)
+        self._lsh = _Bands(*_lsh_params())
         self._tokens: dict[str, frozenset[str]] = {}
         self._story_of: dict[str, str] = {}
         for article_key, text, story_key in entries:
@@ -143,8 +197,11 @@ class StoryIndex:
 
     @staticmethod
     def _minhash(tokens: frozenset[str]) -> MinHash:
-        minhash = MinHash(num_perm=_NUM_PERM)
-        minhash.update_batch([token.encode() for token in sorted(tokens)])
+        permutations, scheme = _permutations()
+        minhash = MinHash(
+            num_perm=_NUM_PERM, permutations=permutations, scheme=scheme, hashfunc=_token_hash
+        )
+        minhash.update_batch(list(tokens))
         return minhash
 
     def add(self, article_key: str, text: str, story_key: str) -> None:
@@ -167,9 +224,30 @@ class StoryIndex:
         tokens = story_tokens(text)
         if not tokens or not self._tokens:
             return None
+        return self._nearest(tokens, self._minhash(tokens))
+
+    def place(self, article_key: str, text: str, new_story_key: str) -> str | None:
+        """Assign and add in one step (one MinHash instead of two).
+
+        Returns the story of a near-duplicate, or ``None`` after recording ``article_key``
+        under ``new_story_key``.
+        """
+        tokens = story_tokens(text)
+        if not tokens:
+            return None
+        if article_key in self._tokens:
+            return self._story_of[article_key]
+        minhash = self._minhash(tokens)
+        found = self._nearest(tokens, minhash) if self._tokens else None
+        self._tokens[article_key] = tokens
+        self._story_of[article_key] = found if found is not None else new_story_key
+        self._lsh.insert(article_key, minhash)
+        return found
+
+    def _nearest(self, tokens: frozenset[str], minhash: MinHash) -> str | None:
         best_key: str | None = None
         best = self.threshold
-        for candidate in self._lsh.query(self._minhash(tokens)):
+        for candidate in self._lsh.query(minhash):
             similarity = _jaccard(tokens, self._tokens[candidate])
             if similarity >= best:
                 best_key, best = candidate, similarity

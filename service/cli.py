@@ -173,6 +173,62 @@ def poll(
     _run(poll_loop)
 
 
+@app.command("fetch")
+def fetch_command(
+    url: Annotated[str, typer.Argument(help="The source URL.")],
+    kind: Annotated[
+        str | None,
+        typer.Option("--kind", help="feed, html or json (guessed from the response if omitted)."),
+    ] = None,
+    selector: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--selector",
+            help="Parser option KEY=VALUE (title=h2 a, date=time, items=data.results...); "
+            "a bare value is the item selector. Repeat as needed.",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='Print {"items": [...]} as JSON.')
+    ] = False,
+) -> None:
+    """Preview what a source yields (title, link, published, summary) without storing it.
+
+    Examples:
+      [bold]dealwatch fetch https://tass.com/rss/v2.xml[/bold]
+      [bold]dealwatch fetch https://eng.sectsco.org/news/ --kind html \\
+        --selector .news__item --selector "title=.news__title" --selector date=time[/bold]
+      [bold]dealwatch fetch "https://api.gdeltproject.org/api/v2/doc/doc?query=..." --json[/bold]
+    """
+    import json
+
+    from service.exceptions import ServiceError
+    from service.preview import parse_selectors, preview_source
+
+    if kind is not None and kind not in {"feed", "html", "json"}:
+        err_console.print(f"error: unknown kind {kind!r} (feed, html or json)")
+        raise typer.Exit(1)
+    try:
+        options = parse_selectors(selector or [])
+        items = _run(lambda settings: preview_source(settings, url, kind=kind, options=options))
+    except ServiceError as exc:
+        reason = " ".join(exc.message.split())
+        err_console.print(f"error: {reason}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        print(json.dumps({"items": [item.as_json() for item in items]}, ensure_ascii=False))
+        return
+    table = Table("published", "title", "link", "summary")
+    for item in items:
+        table.add_row(
+            f"{item.published:%Y-%m-%d %H:%M}" if item.published else "",
+            item.title,
+            item.link or "",
+            item.summary[:160],
+        )
+    console.print(table)
+
+
 @app.command()
 def digest(
     due: Annotated[

@@ -16,6 +16,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.db.session import make_engine, make_sessionmaker
+from service.safety import guarded_transport
 from service.settings import HttpSettings, Settings
 
 Clock = Callable[[], datetime]
@@ -49,14 +50,18 @@ class Resources:
 
 def make_http_client(settings: HttpSettings) -> httpx.AsyncClient:
     """Build the process's HTTP client. Redirects are followed by the fetcher, hop by hop."""
+    limits = httpx.Limits(
+        max_connections=settings.max_connections,
+        max_keepalive_connections=settings.max_connections,
+    )
     return httpx.AsyncClient(
         timeout=httpx.Timeout(settings.timeout_seconds, connect=settings.connect_timeout_seconds),
-        limits=httpx.Limits(
-            max_connections=settings.max_connections,
-            max_keepalive_connections=settings.max_connections,
-        ),
+        limits=limits,
         headers={"User-Agent": settings.user_agent},
         follow_redirects=False,
+        # Every connection re-checks and pins the resolved address (SSRF, DNS rebinding).
+        transport=guarded_transport(allow_loopback=settings.allow_loopback, limits=limits),
+        trust_env=False,
     )
 
 

@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
+import typing
 from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
+import httpcore
+import httpx
+
 from service.exceptions import UnsafeURLError
 
-__all__ = ["Resolver", "check_url", "ip_refusal_reason"]
+__all__ = [
+    "GuardedBackend",
+    "Resolver",
+    "check_url",
+    "guarded_transport",
+    "ip_refusal_reason",
+]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
@@ -109,6 +120,27 @@ def ip_refusal_reason(ip: IPAddress, *, allow_loopback: bool) -> str | None:
     return None
 
 
+_INET_ATON_FORM = re.compile(r"^(?:0x[0-9a-f]+|[0-9]+)(?:\.(?:0x[0-9a-f]+|[0-9]+)){0,3}$", re.I)
+
+
+def _literal_address(host: str) -> IPAddress | None:
+    """Return ``host`` as an address when it is one, in any spelling the C resolver accepts.
+
+    ``inet_aton`` forms (``2130706433``, ``0x7f000001``, ``127.1``) are checked here rather
+    than left to the resolver, so an injected resolver cannot hide them.
+    """
+    try:
+        return ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        pass
+    if _INET_ATON_FORM.match(host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
 async def _default_resolver(host: str, port: int) -> Sequence[str]:
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -143,10 +175,7 @@ async def check_url(url: str, *, allow_loopback: bool, resolver: Resolver | None
         raise UnsafeURLError(url, "URL has no host")
     if port is None:
         port = 443 if scheme == "https" else 80
-    try:
-        literal: IPAddress | None = ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        literal = None
+    literal = _literal_address(host)
     if literal is not None:
         addresses: Sequence[str] = [str(literal)]
     else:
@@ -164,3 +193,104 @@ async def check_url(url: str, *, allow_loopback: bool, resolver: Resolver | None
         reason = ip_refusal_reason(ip, allow_loopback=allow_loopback)
         if reason is not None:
             raise UnsafeURLError(url, f"{host} resolves to a {reason} ({ip})")
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Resolve once, refuse non-public addresses, connect to the address that was checked.
+
+    :func:`check_url` runs before a request; this backend repeats the check at connect time
+    and pins the connection to the validated IP, so a name that resolves to a public address
+    for the check and to 127.0.0.1 a moment later (DNS rebinding) still cannot reach inside.
+    TLS keeps using the URL's host name for SNI and certificate checks (httpcore passes it
+    separately). delivery-standards §4.1 SEC-02.
+    """
+
+    def __init__(self, *, allow_loopback: bool, resolver: Resolver | None = None) -> None:
+        """Create a backend.
+
+        Args:
+            allow_loopback: accept loopback addresses (tests and local sources only).
+            resolver: DNS override (tests); the event loop's ``getaddrinfo`` by default.
+        """
+        self._inner = httpcore.AnyIOBackend()
+        self._allow_loopback = allow_loopback
+        self._resolver = resolver or _default_resolver
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        """Connect to a resolved address, in order, once every resolved address passed."""
+        literal = _literal_address(host)
+        try:
+            addresses = [str(literal)] if literal is not None else await self._resolver(host, port)
+        except (OSError, UnicodeError) as exc:
+            raise httpcore.ConnectError(f"host {host!r} does not resolve") from exc
+        checked: list[IPAddress] = []
+        for address in addresses:
+            ip = ipaddress.ip_address(address.split("%")[0])
+            reason = ip_refusal_reason(ip, allow_loopback=self._allow_loopback)
+            if reason is not None:
+                raise httpcore.ConnectError(f"blocked destination {host} ({reason}: {ip})")
+            checked.append(ip)
+        failure: httpcore.ConnectError | None = None
+        for ip in dict.fromkeys(checked):
+            try:
+                return await self._inner.connect_tcp(
+                    str(ip),
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except httpcore.ConnectError as exc:
+                # "localhost" may list ::1 first while the server listens on 127.0.0.1 only.
+                failure = exc
+        raise failure or httpcore.ConnectError(f"host {host!r} does not resolve")
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        """Unix sockets are never an outbound destination."""
+        raise httpcore.ConnectError("unix sockets are not allowed")
+
+    async def sleep(self, seconds: float) -> None:
+        """Delegate to the wrapped backend."""
+        await self._inner.sleep(seconds)
+
+
+def guarded_transport(
+    *,
+    allow_loopback: bool,
+    limits: httpx.Limits,
+    resolver: Resolver | None = None,
+) -> httpx.AsyncHTTPTransport:
+    """Return an httpx transport whose every connection goes through :class:`GuardedBackend`.
+
+    Proxy environment variables are ignored: a proxy would resolve names where we cannot
+    check them.
+
+    Args:
+        allow_loopback: accept loopback addresses (tests and local sources only).
+        limits: connection pool limits.
+        resolver: DNS override (tests).
+    """
+    transport = httpx.AsyncHTTPTransport(trust_env=False, limits=limits)
+    # httpx 0.28 has no public way to hand a network backend to its pool, so the pool is
+    # rebuilt with one; httpx is pinned and tests/integration/sources/test_safety_transport.py
+    # fails if this stops taking effect.
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(trust_env=False),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=GuardedBackend(allow_loopback=allow_loopback, resolver=resolver),
+    )
+    return transport

@@ -54,6 +54,9 @@ class PollSettings(BaseModel):
     min_interval_minutes: int = Field(default=5, ge=1)
     max_interval_minutes: int = Field(default=1440, ge=1)
     failing_after: int = Field(default=5, ge=1)
+    stale_after_hours: int = Field(default=168, ge=1)
+    story_window_hours: int = Field(default=72, ge=1)
+    follow_limit: int = Field(default=20, ge=0)
 
 
 class SmtpSettings(BaseModel):

@@ -10,12 +10,15 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from sqlalchemy import update
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 import alerts
+from alerts.enrich import Gazetteer
 from alerts.normalise import (
     canonical_url,
     content_hash,
@@ -24,18 +27,26 @@ from alerts.normalise import (
     identity,
     normalise_published,
 )
+from alerts.stories import StoryIndex, story_text
 from service import metrics
-from service.db.models import Source
+from service.db.models import Article, Source
 from service.exceptions import FetchError, SourceParseError, UnsafeURLError
 from service.jobs.matchers import MatcherCache
+from service.preview import fetch_options_from
 from service.runtime import Resources
+from service.settings import config_dir
 from service.sources.fetcher import Fetched, FetchOptions, HostLimiter, NotModified, fetch
 from service.sources.parsers import ParsedDocument, ParsedItem, parser_for
-from service.storage.articles import ArticleData, upsert_article
+from service.sources.parsers.html import extract_main_text
+from service.sources.schedule import SchedulePolicy, next_poll_at
+from service.storage.articles import ArticleData, upsert_articles
 from service.storage.claims import claim_due
 from service.storage.matches import list_audiences, list_rule_tags, record_matches
+from service.storage.stories import file_into_stories, recent_story_entries
 
 log = logging.getLogger(__name__)
+
+_STORY_SYNC_EVERY = timedelta(seconds=30)
 
 Outcome = Literal["ok", "not_modified", "error"]
 
@@ -58,24 +69,17 @@ class _SourceView:
     kind: str
     url: str
     tier: str
-    options: dict[str, object]
+    options: dict[str, Any]
     interval_minutes: int
     etag: str | None
     last_modified: str | None
     consecutive_failures: int
+    created_at: datetime
+    last_new_item_at: datetime | None
 
 
 def fetch_options(resources: Resources) -> FetchOptions:
-    http = resources.settings.http
-    return FetchOptions(
-        timeout_seconds=http.timeout_seconds,
-        max_bytes=http.max_body_bytes,
-        max_redirects=http.max_redirects,
-        allow_loopback=http.allow_loopback,
-        min_host_interval_seconds=http.min_host_interval_seconds,
-        per_host_concurrency=http.per_host_concurrency,
-        user_agent=http.user_agent,
-    )
+    return fetch_options_from(resources.settings.http)
 
 
 class Poller:
@@ -87,11 +91,31 @@ class Poller:
         *,
         limiter: HostLimiter | None = None,
         matchers: MatcherCache | None = None,
+        gazetteer: Gazetteer | None = None,
     ) -> None:
         self.resources = resources
         self.options = fetch_options(resources)
         self.limiter = limiter or HostLimiter.from_options(self.options)
         self.matchers = matchers or MatcherCache()
+        self.gazetteer = gazetteer or load_gazetteer()
+        poll = resources.settings.poll
+        self.policy = SchedulePolicy(
+            min_interval=timedelta(minutes=poll.min_interval_minutes),
+            max_interval=timedelta(minutes=poll.max_interval_minutes),
+        )
+        self.stories = StoryIndex()
+        self._story_window = timedelta(hours=poll.story_window_hours)
+        self._stories_built_at: datetime | None = None
+        self._stories_synced_at: datetime | None = None
+        # Sources are polled concurrently; assigning a story and recording it in the index
+        # must not interleave, or two copies of one story arriving together found two stories.
+        self._story_lock = asyncio.Lock()
+        # SQLite has one writer: concurrent store transactions only queue on its file lock
+        # (and time out under load), so this process stores one source at a time there while
+        # fetching and parsing stay concurrent. PostgreSQL stores concurrently.
+        self._store_gate: asyncio.Lock | None = (
+            asyncio.Lock() if resources.engine.dialect.name == "sqlite" else None
+        )
 
     async def poll_due(self) -> list[PollResult]:
         """Claim the due sources and poll them with bounded concurrency."""
@@ -157,6 +181,8 @@ class Poller:
                 etag=row.etag,
                 last_modified=row.last_modified,
                 consecutive_failures=row.consecutive_failures,
+                created_at=row.created_at,
+                last_new_item_at=row.last_new_item_at,
             )
         try:
             response = await fetch(
@@ -178,19 +204,89 @@ class Poller:
         except (FetchError, SourceParseError, UnsafeURLError) as exc:
             return await self._record_failure(view, exc)
         try:
-            return await self._store(view, response, document)
+            known: set[str] = set()
+            pages: dict[str, str] = {}
+            if document is not None and view.kind == "html" and view.options.get("follow"):
+                known, pages = await self._follow(view, document)
+            if self._store_gate is None:
+                return await self._store(view, response, document, pages=pages, known=known)
+            async with self._store_gate:
+                return await self._store(view, response, document, pages=pages, known=known)
         except Exception as exc:  # per-source boundary: the batch goes on, the error is recorded
             log.exception("storing source %s failed", view.id)
+            # The rolled-back articles may be in the story index (and SQLite reuses their ids):
+            # rebuild it from the database at the next store.
+            self._stories_built_at = None
             return await self._record_failure(view, exc)
+
+    async def _follow(
+        self, view: _SourceView, document: ParsedDocument
+    ) -> tuple[set[str], dict[str, str]]:
+        """Fetch the pages of a listing's new items; return known identities and page texts.
+
+        Items already stored are not fetched again (and not re-stored: without their page
+        text they would look changed).
+        """
+        now = self.resources.clock()
+        candidates: dict[str, ParsedItem] = {}
+        for item in document.items:
+            data = normalise_item(item, fetched_at=now)
+            if data is not None and item.url:
+                candidates[data.identity] = item
+        async with self.resources.sessionmaker() as session:
+            known = set(
+                (
+                    await session.execute(
+                        select(Article.identity).where(
+                            Article.source_id == view.id,
+                            Article.identity.in_(list(candidates)),
+                        )
+                    )
+                ).scalars()
+            )
+        fresh = [item for key, item in candidates.items() if key not in known]
+        fresh = fresh[: self.resources.settings.poll.follow_limit]
+        selector = view.options.get("content")
+
+        async def page(item: ParsedItem) -> tuple[str, str] | None:
+            assert item.url is not None
+            try:
+                result = await fetch(
+                    self.resources.http,
+                    item.url,
+                    etag=None,
+                    last_modified=None,
+                    options=self.options,
+                    limiter=self.limiter,
+                )
+            except (FetchError, UnsafeURLError) as exc:
+                log.warning("article page failed source_id=%s error=%s", view.id, exc)
+                return None
+            if not isinstance(result, Fetched):
+                return None
+            text = extract_main_text(
+                result.content,
+                selector=selector if isinstance(selector, str) else None,
+                content_type=result.content_type,
+            )
+            return item.url, text
+
+        found = await asyncio.gather(*(page(item) for item in fresh))
+        return known, dict(pair for pair in found if pair is not None)
 
     async def _store(
         self,
         view: _SourceView,
         response: Fetched | NotModified,
         document: ParsedDocument | None,
+        *,
+        pages: dict[str, str] | None = None,
+        known: set[str] | None = None,
     ) -> PollResult:
         now = self.resources.clock()
         new = updated = matched = 0
+        pages = pages or {}
+        known = known or set()
         async with self.resources.sessionmaker() as session:
             if document is not None:
                 if document.parser_used == "feedparser":
@@ -198,19 +294,31 @@ class Poller:
                 matcher = await self.matchers.get(session)
                 rule_tags = await list_rule_tags(session)
                 audiences = await list_audiences(session)
+                await self._sync_story_index(session, now)
+                batch = []
                 for item in document.items:
-                    data = normalise_item(item, fetched_at=now, default_language=document.language)
-                    if data is None:
-                        continue
-                    article, change = await upsert_article(
-                        session, source_id=view.id, data=data, now=now
+                    data = normalise_item(
+                        item,
+                        fetched_at=now,
+                        default_language=document.language,
+                        gazetteer=self.gazetteer,
+                        page_text=pages.get(item.url or ""),
                     )
+                    if data is not None and data.identity not in known:
+                        batch.append(data)
+                stored = await upsert_articles(session, source_id=view.id, items=batch, now=now)
+                await self._assign_stories(
+                    session, [a for a, change in stored if change == "new"], tier=view.tier, now=now
+                )
+                for article, change in stored:
                     if change == "unchanged":
                         continue
                     if change == "new":
                         new += 1
                     else:
                         updated += 1
+                    if not len(matcher):
+                        continue
                     matches = matcher.match(
                         alerts.Article(
                             id=str(article.id),
@@ -235,6 +343,36 @@ class Poller:
                         now=now,
                     )
             not_modified = isinstance(response, NotModified)
+            last_new = now if new else view.last_new_item_at
+            stale_hours = view.options.get("stale_after_hours")
+            stale_after = timedelta(
+                hours=stale_hours
+                if isinstance(stale_hours, int | float) and stale_hours > 0
+                else self.resources.settings.poll.stale_after_hours
+            )
+            silent = now - (last_new or view.created_at) > stale_after
+            recent = list(
+                (
+                    await session.execute(
+                        select(Article.published_at)
+                        .where(Article.source_id == view.id, Article.published_valid.is_(True))
+                        .order_by(Article.published_at.desc())
+                        .limit(20)
+                    )
+                ).scalars()
+            )
+            due = next_poll_at(
+                now=now,
+                interval=timedelta(minutes=view.interval_minutes),
+                outcome="not_modified" if not_modified else "ok",
+                consecutive_failures=0,
+                retry_after=None,
+                max_age=response.max_age_seconds,
+                ttl_minutes=document.ttl_minutes if document is not None else None,
+                recent_item_times=recent,
+                jitter_seed=view.id,
+                policy=self.policy,
+            )
             values: dict[str, object] = {
                 "etag": response.etag,
                 "last_modified": response.last_modified,
@@ -244,11 +382,11 @@ class Poller:
                 "last_polled_at": now,
                 "last_success_at": now,
                 "consecutive_failures": 0,
-                "health": "ok",
+                "health": "stale" if silent else "ok",
                 "items_seen": Source.items_seen + new,
                 "polls_total": Source.polls_total + 1,
                 "polls_not_modified": Source.polls_not_modified + (1 if not_modified else 0),
-                "next_poll_at": now + timedelta(minutes=view.interval_minutes),
+                "next_poll_at": due,
                 "lease_owner": None,
                 "lease_until": None,
             }
@@ -275,17 +413,69 @@ class Poller:
         )
         return PollResult(view.id, outcome, new=new, updated=updated, matches=matched)
 
+    async def _sync_story_index(self, session: AsyncSession, now: datetime) -> None:
+        """Bring the in-memory story index up to date with what every process stored.
+
+        This process adds its own articles as it files them; the database only matters for
+        other processes' articles. So the index is rebuilt from the database every quarter
+        window (dropping articles that left the window), and otherwise, at most every
+        ``_STORY_SYNC_EVERY``, topped up with the articles it does not know yet among those
+        fetched since the last sync (with an overlap of one lease for late commits).
+        """
+        async with self._story_lock:
+            built = self._stories_built_at
+            synced = self._stories_synced_at
+            if built is None or now - built > self._story_window / 4 or now < built:
+                entries = await recent_story_entries(session, since=now - self._story_window)
+                self.stories = StoryIndex(entries)
+                self._stories_built_at = now
+            elif synced is not None and now - synced >= _STORY_SYNC_EVERY:
+                overlap = timedelta(seconds=self.resources.settings.poll.lease_seconds)
+                for entry in await recent_story_entries(
+                    session, since=synced - overlap, known=self.stories
+                ):
+                    self.stories.add(*entry)
+            else:
+                return
+            self._stories_synced_at = now
+
+    async def _assign_stories(
+        self, session: AsyncSession, articles: list[Article], *, tier: str, now: datetime
+    ) -> None:
+        """File a source's new articles into stories (existing near-duplicates or new ones)."""
+        if not articles:
+            return
+        async with self._story_lock:
+            texts: dict[int, str] = {}
+            placements: list[tuple[Article, int | None]] = []
+            for article in articles:
+                text = story_text(article.title, article.summary or article.text)
+                texts[article.id] = text
+                # A founder is known as "-<article id>" until its story row has an id, so a
+                # near-duplicate later in this same document joins it.
+                found = self.stories.place(str(article.id), text, f"-{article.id}")
+                placements.append((article, int(found) if found is not None else None))
+            filed = await file_into_stories(session, placements=placements, tier=tier, now=now)
+            for article in articles:
+                self.stories.add(str(article.id), texts[article.id], str(filed[article.id].id))
+
     async def _record_failure(self, view: _SourceView, exc: Exception) -> PollResult:
         now = self.resources.clock()
         failures = view.consecutive_failures + 1
         message = f"{type(exc).__name__}: {exc}"
         retry_after = exc.retry_after if isinstance(exc, FetchError) else None
-        # Exponential backoff, capped at a day; Retry-After wins when it asks for longer.
-        backoff = min(
-            timedelta(minutes=view.interval_minutes) * 2 ** min(failures, 10), timedelta(days=1)
+        due = next_poll_at(
+            now=now,
+            interval=timedelta(minutes=view.interval_minutes),
+            outcome="error",
+            consecutive_failures=failures,
+            retry_after=retry_after,
+            max_age=None,
+            ttl_minutes=None,
+            recent_item_times=(),
+            jitter_seed=view.id,
+            policy=self.policy,
         )
-        if retry_after is not None:
-            backoff = max(backoff, timedelta(seconds=retry_after))
         failing_after = self.resources.settings.poll.failing_after
         async with self.resources.sessionmaker() as session:
             await session.execute(
@@ -299,7 +489,7 @@ class Poller:
                     consecutive_failures=failures,
                     health="failing" if failures >= failing_after else "degraded",
                     polls_total=Source.polls_total + 1,
-                    next_poll_at=now + backoff,
+                    next_poll_at=due,
                     lease_owner=None,
                     lease_until=None,
                 )
@@ -311,20 +501,58 @@ class Poller:
         return PollResult(view.id, "error", error=message)
 
 
+_BUNDLED_GAZETTEER = Path(__file__).resolve().parents[2] / "config" / "gazetteer.toml"
+
+
+def load_gazetteer(path: Path | None = None) -> Gazetteer:
+    """Read the gazetteer once per process.
+
+    ``path``, else ``gazetteer.toml`` in the config folder, else the one shipped with the code
+    (a config folder that only overrides sources or rules still gets enrichment). With none
+    found, articles are stored without countries and entities and a warning is logged.
+    """
+    for candidate in (path, config_dir() / "gazetteer.toml", _BUNDLED_GAZETTEER):
+        if candidate is not None and candidate.is_file():
+            return Gazetteer.from_toml(candidate.read_text(encoding="utf-8"))
+    log.warning("no gazetteer.toml found; articles will not be enriched")
+    return Gazetteer({}, {})
+
+
+def _language_code(tag: str) -> str:
+    """``en-US`` -> ``en``: rules filter on ISO 639-1 codes."""
+    return tag.replace("_", "-").split("-")[0].strip().lower()[:12]
+
+
 def normalise_item(
-    item: ParsedItem, *, fetched_at: datetime, default_language: str = ""
+    item: ParsedItem,
+    *,
+    fetched_at: datetime,
+    default_language: str = "",
+    gazetteer: Gazetteer | None = None,
+    page_text: str | None = None,
 ) -> ArticleData | None:
-    """Turn a parsed item into storable, matchable data; None for an item with no link/title."""
+    """Turn a parsed item into storable, matchable data; None for an item with no link/title.
+
+    Args:
+        item: what the parser produced.
+        fetched_at: when the document was fetched (the fallback publication time).
+        default_language: the document's declared language, used when the item has none.
+        gazetteer: finds the countries and entities the article mentions.
+        page_text: main text of the item's page (HTML sources that follow links).
+    """
     title = html_to_text(item.title).strip()
     if not title and not item.url:
         return None
     summary = html_to_text(item.summary_html)
-    text = html_to_text(item.content_html) or summary
+    text = page_text or html_to_text(item.content_html) or summary
     url = item.url or ""
     canonical = canonical_url(url) if url else ""
     digest = content_hash(title, text)
-    published, valid = normalise_published(item.published, fetched_at=fetched_at)
-    language = item.language or default_language or detect_language(f"{title}\n{text}")
+    published, replaced = normalise_published(item.published, fetched_at=fetched_at)
+    language = _language_code(
+        item.language or default_language or detect_language(f"{title}\n{text}")
+    )
+    found = gazetteer.find(f"{title}\n{summary}\n{text}") if gazetteer is not None else None
     return ArticleData(
         identity=identity(item.guid, canonical, digest),
         guid=item.guid,
@@ -335,7 +563,9 @@ def normalise_item(
         text=text,
         author=item.author or None,
         published_at=published,
-        published_valid=valid,
-        language=(language or None) and language[:12],
+        published_valid=not replaced,
+        language=language or None,
         content_hash=digest,
+        countries=tuple(sorted(found.countries)) if found else (),
+        entities=tuple(sorted(found.entities)) if found else (),
     )

@@ -1,0 +1,190 @@
+"""Stories: one row per piece of news, however many outlets reported it.
+
+The near-duplicate decision is made by :class:`alerts.stories.StoryIndex`; these functions only
+read the recent window for it and keep the story rows (outlets, counts, canonical article).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts.stories import StoryMember, canonical_member, story_text
+from service.db.models import Article, Source, Story
+
+__all__ = ["StoryEntry", "attach_to_story", "file_into_stories", "recent_story_entries"]
+
+StoryEntry = tuple[str, str, str]
+"""``(article id, story text, story id)`` as :class:`alerts.stories.StoryIndex` takes them."""
+
+
+async def recent_story_entries(
+    session: AsyncSession, *, since: datetime, known: Container[str] = ()
+) -> list[StoryEntry]:
+    """Return the articles fetched since ``since`` that belong to a story.
+
+    Articles whose id (as text) is in ``known`` (the caller's index) are skipped without
+    reading their text: the caller already has them.
+    """
+    ids = await session.execute(
+        select(Article.id).where(Article.fetched_at >= since, Article.story_id.is_not(None))
+    )
+    wanted = [article_id for article_id in ids.scalars() if str(article_id) not in known]
+    entries: list[StoryEntry] = []
+    for start in range(0, len(wanted), 500):
+        rows = await session.execute(
+            select(
+                Article.id, Article.title, Article.summary, Article.text, Article.story_id
+            ).where(Article.id.in_(wanted[start : start + 500]))
+        )
+        entries.extend(
+            (str(row.id), story_text(row.title, row.summary or row.text), str(row.story_id))
+            for row in rows
+        )
+    return entries
+
+
+async def _member(session: AsyncSession, article_id: int) -> StoryMember | None:
+    row = (
+        await session.execute(
+            select(Article.id, Article.published_at, Source.tier)
+            .join(Source, Source.id == Article.source_id)
+            .where(Article.id == article_id)
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return StoryMember(article_key=str(row.id), tier=row.tier, published=row.published_at)
+
+
+async def attach_to_story(
+    session: AsyncSession,
+    *,
+    article: Article,
+    tier: str,
+    story_id: int | None,
+    now: datetime,
+) -> Story:
+    """Put ``article`` in story ``story_id`` (or a new story) and return the story.
+
+    The story remembers every outlet (source id) that reported it; its canonical article is
+    the official-tier one if any, else the earliest published.
+    """
+    story = await session.get(Story, story_id) if story_id is not None else None
+    if story is None:
+        story = Story(
+            title=article.title,
+            canonical_article_id=article.id,
+            first_seen_at=now,
+            last_seen_at=now,
+            article_count=1,
+            source_ids=[article.source_id],
+        )
+        session.add(story)
+        await session.flush()
+        article.story_id = story.id
+        return story
+    article.story_id = story.id
+    story.article_count += 1
+    story.last_seen_at = now
+    if article.source_id not in story.source_ids:
+        story.source_ids = [*story.source_ids, article.source_id]
+    newcomer = StoryMember(article_key=str(article.id), tier=tier, published=article.published_at)
+    current = (
+        await _member(session, story.canonical_article_id)
+        if story.canonical_article_id is not None
+        else None
+    )
+    best = canonical_member([newcomer] if current is None else [current, newcomer])
+    if best is newcomer:
+        story.canonical_article_id = article.id
+        story.title = article.title
+    await session.flush()
+    return story
+
+
+async def _members(session: AsyncSession, article_ids: Sequence[int]) -> dict[int, StoryMember]:
+    if not article_ids:
+        return {}
+    rows = await session.execute(
+        select(Article.id, Article.published_at, Source.tier)
+        .join(Source, Source.id == Article.source_id)
+        .where(Article.id.in_(list(article_ids)))
+    )
+    return {
+        row.id: StoryMember(article_key=str(row.id), tier=row.tier, published=row.published_at)
+        for row in rows
+    }
+
+
+async def file_into_stories(
+    session: AsyncSession,
+    *,
+    placements: Sequence[tuple[Article, int | None]],
+    tier: str,
+    now: datetime,
+) -> dict[int, Story]:
+    """Batch form of :func:`attach_to_story` for one source's new articles.
+
+    Args:
+        placements: each new article with the id of the story it joins, or ``None`` to found
+            a new story; an article may join a story founded earlier in the same batch by
+            naming ``-article.id`` of its founder.
+        tier: the tier of the articles' source.
+        now: the fetch time.
+
+    Returns:
+        The story of every placed article, by article id.
+    """
+    wanted = {story_id for _, story_id in placements if story_id is not None and story_id > 0}
+    existing: dict[int, Story] = {}
+    if wanted:
+        rows = await session.execute(select(Story).where(Story.id.in_(list(wanted))))
+        existing = {story.id: story for story in rows.scalars()}
+    canonical = await _members(
+        session,
+        [s.canonical_article_id for s in existing.values() if s.canonical_article_id is not None],
+    )
+    founded: dict[int, Story] = {}
+    best: dict[int, StoryMember] = {}
+    out: dict[int, Story] = {}
+    for article, story_id in placements:
+        newcomer = StoryMember(str(article.id), tier, article.published_at)
+        story: Story | None = None
+        if story_id is not None and story_id > 0:
+            story = existing.get(story_id)
+        elif story_id is not None:
+            story = founded.get(-story_id)
+        if story is None:
+            story = Story(
+                title=article.title,
+                canonical_article_id=article.id,
+                first_seen_at=now,
+                last_seen_at=now,
+                article_count=0,
+                source_ids=[],
+            )
+            founded[article.id] = story
+            best[id(story)] = newcomer
+        story.article_count += 1
+        story.last_seen_at = now
+        if article.source_id not in story.source_ids:
+            story.source_ids = [*story.source_ids, article.source_id]
+        current = best.get(id(story))
+        if current is None and story.canonical_article_id is not None:
+            current = canonical.get(story.canonical_article_id)
+        winner = canonical_member([newcomer] if current is None else [current, newcomer])
+        best[id(story)] = winner
+        if winner is newcomer:
+            story.canonical_article_id = article.id
+            story.title = article.title
+        out[article.id] = story
+    session.add_all(founded.values())
+    await session.flush()
+    for article, story in ((a, out[a.id]) for a, _ in placements):
+        article.story_id = story.id
+    await session.flush()
+    return out

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from alerts.normalise import (
+    canonical_url,
+    content_hash,
+    detect_language,
+    html_to_text,
+    identity,
+    normalise_published,
+)
+
+FETCHED = datetime(2024, 6, 14, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "https://www.dawn.com/news/1839201/russia-pakistan?utm_source=rss&utm_medium=feed",
+            "https://dawn.com/news/1839201/russia-pakistan",
+        ),
+        ("https://m.dawn.com/news/1839201/russia-pakistan#comments", None),
+        ("http://amp.dawn.com/news/1839201/russia-pakistan/amp/", None),
+        ("HTTPS://WWW.DAWN.COM:443/news/1839201/russia-pakistan/?fbclid=abc&gclid=x", None),
+        (
+            "https://tribune.com.pk/story/1?b=2&a=1&utm_campaign=x",
+            "https://tribune.com.pk/story/1?a=1&b=2",
+        ),
+        ("https://example.org:8443/a?amp=1", "https://example.org:8443/a"),
+        ("https://example.org", "https://example.org/"),
+    ],
+)
+def test_canonical_url(url: str, expected: str | None) -> None:
+    assert canonical_url(url) == (expected or "https://dawn.com/news/1839201/russia-pakistan")
+
+
+def test_canonical_url_keeps_meaningful_parameters_and_non_http() -> None:
+    assert canonical_url("https://e.org/view?id=7&page=2") == "https://e.org/view?id=7&page=2"
+    assert canonical_url("urn:uuid:1234") == "urn:uuid:1234"
+
+
+def test_html_to_text() -> None:
+    html = (
+        "<div><p>Pakistan&nbsp;and <b>Russia</b></p><p>signed</p><script>alert(1)</script>"
+        "<style>p{}</style><ul><li>gas</li><li>oil</li></ul>Caf&eacute;</div>"
+    )
+    assert html_to_text(html) == "Pakistan and Russia signed gas oil Café"
+    assert html_to_text("  plain\n text  ") == "plain text"
+    assert html_to_text("") == ""
+    assert html_to_text("<img src=x onerror=alert(1)>") == ""
+
+
+def test_normalise_published() -> None:
+    valid = datetime(2024, 6, 14, 9, 0, tzinfo=timezone(timedelta(hours=5)))
+    assert normalise_published(valid, fetched_at=FETCHED) == (
+        datetime(2024, 6, 14, 4, 0, tzinfo=UTC),
+        False,
+    )
+    naive = datetime(2024, 6, 14, 9, 0)  # noqa: DTZ001 - what a sloppy feed gives
+    assert normalise_published(naive, fetched_at=FETCHED) == (
+        datetime(2024, 6, 14, 9, 0, tzinfo=UTC),
+        False,
+    )
+    assert normalise_published(None, fetched_at=FETCHED) == (FETCHED, True)
+    assert normalise_published(FETCHED + timedelta(days=3), fetched_at=FETCHED) == (FETCHED, True)
+    assert normalise_published(FETCHED + timedelta(minutes=5), fetched_at=FETCHED)[1] is False
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    assert normalise_published(epoch, fetched_at=FETCHED) == (FETCHED, True)
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("Pakistan and Russia signed a protocol on the gas pipeline in Islamabad on Friday", "en"),
+        ("Россия и Пакистан подписали протокол о строительстве газопровода", "ru"),
+        ("پاکستان اور روس نے گیس پائپ لائن کے معاہدے پر دستخط کیے", "ur"),
+        ("PSGP", ""),
+    ],
+)
+def test_detect_language(text: str, language: str) -> None:
+    assert detect_language(text) == language
+
+
+def test_content_hash_ignores_case_and_spacing() -> None:
+    assert content_hash("Deal  signed", "Text\n") == content_hash("deal signed", "text")
+    assert content_hash("Deal", "a") != content_hash("Deal", "b")
+
+
+def test_identity_prefers_guid_then_url_then_hash() -> None:
+    digest = content_hash("t", "b")
+    by_guid = identity("https://www.app.com.pk/?p=1", "https://app.com.pk/x", digest)
+    by_url = identity(None, "https://app.com.pk/x", digest)
+    by_hash = identity("  ", "", digest)
+    assert by_guid.startswith("guid:")
+    assert by_url.startswith("url:")
+    assert by_hash == f"hash:{digest[:40]}"
+    assert identity("https://www.app.com.pk/?p=1", "https://other", "0" * 64) == by_guid
+    assert len(by_guid) == len("guid:") + 40

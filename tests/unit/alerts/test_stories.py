@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from alerts.stories import StoryIndex, StoryMember, canonical_member, story_text
+
+PAIRS = json.loads(
+    (Path(__file__).parents[2] / "data" / "stories" / "pairs.json").read_text(encoding="utf-8")
+)
+
+
+def test_labelled_pairs_precision_and_recall() -> None:
+    true_pos = false_pos = false_neg = 0
+    for pair in PAIRS:
+        index = StoryIndex([("a", pair["a"], "story-a")])
+        merged = index.assign(pair["b"]) == "story-a"
+        true_pos += merged and pair["same"]
+        false_pos += merged and not pair["same"]
+        false_neg += (not merged) and pair["same"]
+    assert false_pos == 0
+    assert true_pos / (true_pos + false_neg) >= 0.9
+
+
+def test_assign_among_many_stories_picks_the_right_one() -> None:
+    firsts = {pair["a"] for pair in PAIRS}
+    index = StoryIndex((f"a{i}", text, f"story-{i}") for i, text in enumerate(sorted(firsts)))
+    lookup = {text: f"story-{i}" for i, text in enumerate(sorted(firsts))}
+    for pair in PAIRS:
+        if pair["same"] and index.assign(pair["b"]) is not None:
+            assert index.assign(pair["b"]) == lookup[pair["a"]]
+
+
+def test_add_then_assign_and_empty_texts() -> None:
+    index = StoryIndex()
+    assert index.assign("Anything at all") is None
+    text = story_text(
+        "OPEC+ agrees to extend oil output cuts into 2025",
+        "OPEC+ agreed on Sunday to extend most of its deep oil output cuts well into 2025.",
+    )
+    index.add("k1", text, "s1")
+    assert "k1" in index
+    assert len(index) == 1
+    assert index.assign(text) == "s1"
+    index.add("k1", text, "s2")
+    assert index.assign(text) == "s2"
+    index.add("k2", "", "s3")
+    assert "k2" not in index
+    assert index.assign("...") is None
+
+
+def test_canonical_prefers_official_then_earliest() -> None:
+    early_news = StoryMember("dawn", "news", datetime(2024, 6, 14, 9, tzinfo=UTC))
+    late_official = StoryMember("petroleum", "official", datetime(2024, 6, 14, 11, tzinfo=UTC))
+    earlier_official = StoryMember("kremlin", "official", datetime(2024, 6, 14, 10, tzinfo=UTC))
+    aggregator = StoryMember("gdelt", "aggregator", datetime(2024, 6, 14, 8, tzinfo=UTC))
+    assert canonical_member([early_news, late_official, aggregator]) == late_official
+    assert canonical_member([late_official, earlier_official]) == earlier_official
+    assert canonical_member([aggregator, early_news]) == early_news
+    with pytest.raises(ValueError, match="at least one"):
+        canonical_member([])
+
+
+def test_place_assigns_and_records_in_one_step() -> None:
+    index = StoryIndex()
+    first = story_text("Gazprom and CNPC sign Power of Siberia 2 memorandum", "Gazprom said.")
+    again = story_text("Gazprom, CNPC sign Power of Siberia 2 memorandum", "Gazprom said.")
+    assert index.place("a1", first, "s1") is None
+    assert index.place("a2", again, "s2") == "s1"
+    assert index.assign(again) == "s1"
+    assert index.place("a1", first, "other") == "s1"
+    assert index.place("a3", "", "s3") is None
+    assert "a3" not in index
