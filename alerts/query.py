@@ -222,6 +222,10 @@ def _lex(text: str) -> Iterator[_Lexeme]:
                     )
                 yield _Lexeme("FIELD", name, i)
                 i += field.end()
+                if i < end:
+                    # The value is one word even if it has colons (entity:project:psgp).
+                    yield _Lexeme("WORD", text[i:end], i)
+                    i = end
                 continue
             if word in ("AND", "OR", "NOT"):
                 yield _Lexeme(word, word, i)  # type: ignore[arg-type]
