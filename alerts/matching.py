@@ -21,7 +21,7 @@ number of rules. :func:`evaluate` is the brute-force reference used by the tests
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -81,53 +81,52 @@ def _occurrences(text: AnalysedText, leaf: Leaf) -> list[tuple[int, int]]:
     """Return ``(first, last)`` token positions of every occurrence of ``leaf`` in ``text``."""
     if isinstance(leaf, Prefix):
         return [(i, i) for i, form in enumerate(text.forms) if form.startswith(leaf.prefix)]
-    tokens = text.forms if leaf.exact else text.stems
     if isinstance(leaf, Term):
-        return [(i, i) for i, token in enumerate(tokens) if token == leaf.token]
+        return [(i, i) for i in text.positions(leaf.token, exact=leaf.exact)]
+    tokens = text.forms if leaf.exact else text.stems
     if leaf.slop == 0:
         size = len(leaf.tokens)
-        first = leaf.tokens[0]
         return [
             (i, i + size - 1)
-            for i, token in enumerate(tokens)
-            if token == first and tokens[i : i + size] == leaf.tokens
+            for i in text.positions(leaf.tokens[0], exact=leaf.exact)
+            if tokens[i : i + size] == leaf.tokens
         ]
-    return _sloppy(tokens, leaf.tokens, leaf.slop)
+    return _sloppy(text, leaf)
 
 
-def _sloppy(tokens: Sequence[str], wanted: tuple[str, ...], slop: int) -> list[tuple[int, int]]:
-    """Return windows where every token of ``wanted`` occurs within ``slop`` words, any order.
+def _sloppy(text: AnalysedText, leaf: Phrase) -> list[tuple[int, int]]:
+    """Return windows where every word of ``leaf`` occurs within ``leaf.slop`` words, any order.
 
-    Repeated words must occur as many times as they are repeated in ``wanted``.
+    Repeated words must occur as many times as they are repeated in the phrase.
     """
     need: dict[str, int] = {}
-    for token in wanted:
+    for token in leaf.tokens:
         need[token] = need.get(token, 0) + 1
-    positions = [i for i, token in enumerate(tokens) if token in need]
+    located = sorted(
+        (position, token) for token in need for position in text.positions(token, exact=leaf.exact)
+    )
     found: list[tuple[int, int]] = []
-    for a, start in enumerate(positions):
+    for a, (start, _token) in enumerate(located):
         have: dict[str, int] = {}
-        missing = len(wanted)
-        for pos in positions[a:]:
-            if pos - start > slop:
+        missing = len(leaf.tokens)
+        for position, token in located[a:]:
+            if position - start > leaf.slop:
                 break
-            token = tokens[pos]
             if have.get(token, 0) < need[token]:
                 have[token] = have.get(token, 0) + 1
                 missing -= 1
                 if missing == 0:
-                    found.append((start, pos))
+                    found.append((start, position))
                     break
     return found
 
 
-def _near(
-    text: AnalysedText, left: tuple[Leaf, ...], right: tuple[Leaf, ...], distance: int
-) -> bool:
-    lefts = [span for leaf in left for span in _occurrences(text, leaf)]
+def _near(doc: _Doc, field: TextField, node: Near) -> bool:
+    lefts = [span for leaf in node.left for span in doc.occurrences(field, leaf)]
     if not lefts:
         return False
-    rights = [span for leaf in right for span in _occurrences(text, leaf)]
+    rights = [span for leaf in node.right for span in doc.occurrences(field, leaf)]
+    distance = node.distance
     return any(
         max(r_first - l_last, l_first - r_last) <= distance
         for l_first, l_last in lefts
@@ -135,14 +134,8 @@ def _near(
     )
 
 
-def _field_texts(
-    field: TextField | None, title: AnalysedText, body: AnalysedText
-) -> tuple[AnalysedText, ...]:
-    if field == "title":
-        return (title,)
-    if field == "body":
-        return (body,)
-    return (title, body)
+def _fields(field: TextField | None) -> tuple[TextField, ...]:
+    return ("title", "body") if field is None else (field,)
 
 
 def _near_fields(node: Near) -> tuple[TextField, ...]:
@@ -157,7 +150,7 @@ def _near_fields(node: Near) -> tuple[TextField, ...]:
 class _Doc:
     """One article prepared for matching: analysed fields, pattern counts, lazy metadata."""
 
-    __slots__ = ("_meta", "article", "body", "counts", "title")
+    __slots__ = ("_meta", "_occurrences", "article", "body", "counts", "title")
 
     def __init__(self, article: Article, counts: dict[int, int]) -> None:
         self.article = article
@@ -165,6 +158,16 @@ class _Doc:
         self.body = analyse(article.body)
         self.counts = counts
         self._meta: dict[str, frozenset[str]] = {}
+        self._occurrences: dict[tuple[TextField, Leaf], list[tuple[int, int]]] = {}
+
+    def occurrences(self, field: TextField, leaf: Leaf) -> list[tuple[int, int]]:
+        """Return ``(first, last)`` positions of ``leaf`` in ``field``, computed once."""
+        key = (field, leaf)
+        found = self._occurrences.get(key)
+        if found is None:
+            found = _occurrences(self.text(field), leaf)
+            self._occurrences[key] = found
+        return found
 
     def text(self, field: TextField) -> AnalysedText:
         return self.title if field == "title" else self.body
@@ -213,11 +216,8 @@ def _evaluate(node: Node, doc: _Doc) -> bool:
     if isinstance(node, Meta):
         return _meta_matches(node, doc.meta(node.field))
     if isinstance(node, Near):
-        return any(
-            _near(doc.text(field), node.left, node.right, node.distance)
-            for field in _near_fields(node)
-        )
-    return any(_occurrences(text, node) for text in _field_texts(node.field, doc.title, doc.body))
+        return any(_near(doc, field, node) for field in _near_fields(node))
+    return any(doc.occurrences(field, node) for field in _fields(node.field))
 
 
 def evaluate(query: Query, article: Article) -> bool:
@@ -303,6 +303,7 @@ class _Rule:
     predicate: _Predicate
     # (pattern id, field mask, text as written) for every positive leaf: scoring and "why".
     scored: tuple[tuple[int, int, str], ...]
+    leaves: tuple[Leaf, ...]
 
 
 class _Patterns:
@@ -373,7 +374,6 @@ class _Compiler:
         fields = _near_fields(node)
         left_ids = [self.patterns.leaf(leaf) for leaf in node.left]
         right_ids = [self.patterns.leaf(leaf) for leaf in node.right]
-        left, right, distance = node.left, node.right, node.distance
 
         def near(doc: _Doc) -> bool:
             counts = doc.counts
@@ -381,7 +381,7 @@ class _Compiler:
                 counts.get(i) for i in right_ids
             ):
                 return False
-            return any(_near(doc.text(field), left, right, distance) for field in fields)
+            return any(_near(doc, field, node) for field in fields)
 
         return near
 
@@ -389,14 +389,13 @@ class _Compiler:
         word_ids = self.patterns.words(node)
         mask = _mask(node.field)
         leaf = node
+        fields = _fields(node.field)
 
         def sloppy(doc: _Doc) -> bool:
             counts = doc.counts
             if not all(counts.get(i, 0) & mask for i in word_ids):
                 return False
-            return any(
-                _occurrences(text, leaf) for text in _field_texts(leaf.field, doc.title, doc.body)
-            )
+            return any(doc.occurrences(field, leaf) for field in fields)
 
         return sloppy
 
@@ -552,7 +551,14 @@ class Matcher:
                     rule_id=spec.id,
                 ) from exc
             predicate = compiler.predicate(query.root)
-            compiled.append(_Rule(spec, query, predicate, compiler.scored(query.root)))
+            leaves = tuple(
+                dict.fromkeys(
+                    leaf
+                    for leaf in iter_leaves(query.root, positive_only=True)
+                    if not isinstance(leaf, Meta)
+                )
+            )
+            compiled.append(_Rule(spec, query, predicate, compiler.scored(query.root), leaves))
             anchors.append(compiler.anchors(query.root))
 
         index: dict[int, list[int]] = {}
@@ -596,13 +602,12 @@ class Matcher:
         if automaton is None:
             return
         counts = doc.counts
-        sections = [(doc.title.stems, 1, _STEMS), (doc.body.stems, _BODY_ONE, _STEMS)]
+        title, body = doc.title, doc.body
+        sections = [(title.stem_line, 1, _STEMS), (body.stem_line, _BODY_ONE, _STEMS)]
         if self._uses_forms:
-            sections += [(doc.title.forms, 1, _FORMS), (doc.body.forms, _BODY_ONE, _FORMS)]
-        for tokens, one, space in sections:
-            if not tokens:
-                continue
-            for _end, found in automaton.iter(" " + " ".join(tokens) + " "):
+            sections += [(title.form_line, 1, _FORMS), (body.form_line, _BODY_ONE, _FORMS)]
+        for line, one, space in sections:
+            for _end, found in automaton.iter(line):
                 for pattern in found[space]:
                     counts[pattern] = counts.get(pattern, 0) + one
 
@@ -649,7 +654,7 @@ class Matcher:
             score = score_leaves(pairs, options)
             if score < rule.spec.min_score:
                 continue
-            snippet, highlights = _snippet(doc, rule.query, options.snippet_chars)
+            snippet, highlights = _snippet(doc, rule.leaves, options.snippet_chars)
             matches.append(
                 Match(
                     rule_id=rule.spec.id,
@@ -667,22 +672,22 @@ class Matcher:
         return [match for article in articles for match in self.match(article)]
 
 
-def _snippet(doc: _Doc, query: Query, size: int) -> tuple[str, tuple[tuple[int, int], ...]]:
+def _snippet(
+    doc: _Doc, leaves: tuple[Leaf, ...], size: int
+) -> tuple[str, tuple[tuple[int, int], ...]]:
     """Return a window of the body (or the title) around the first matched term, highlighted."""
-    leaves = [
-        leaf for leaf in iter_leaves(query.root, positive_only=True) if not isinstance(leaf, Meta)
-    ]
     fields: tuple[TextField, ...] = ("body", "title")
     for field in fields:
         if field == "body" and not doc.article.body:
             continue
         text = doc.text(field)
+        token_spans = text.spans
         spans = sorted(
             {
-                (text.spans[first][0], text.spans[last][1])
+                (token_spans[first][0], token_spans[last][1])
                 for leaf in leaves
                 if leaf.field in (None, field)
-                for first, last in _occurrences(text, leaf)
+                for first, last in doc.occurrences(field, leaf)
             }
         )
         if not spans:
