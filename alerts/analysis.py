@@ -15,9 +15,11 @@ article (an English lead quoting a Russian title) still matches both kinds of ru
 
 from __future__ import annotations
 
+import operator
 import re
 import sys
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -60,6 +62,10 @@ _SEPARATORS: Final = frozenset(
     if unicodedata.category(chr(code))[0] in "PZS" or unicodedata.category(chr(code)) == "Cc"
 ) | {"_"}
 _MARK_RE: Final = re.compile(f"[{_MARKS}]+")
+_ASCII_SEPARATORS: Final = {ord(char): " " for char in _SEPARATORS if ord(char) < 128}
+# The non-ASCII punctuation of most English news text; removing it first lets most articles
+# take the fast ASCII path.
+_COMMON_NON_ASCII: Final = "\u2019\u2018\u201c\u201d\u2014\u2013\u2026\u00a0\u00ab\u00bb"
 
 
 # Arabic and Urdu keyboards produce different code points for the same letters (yeh, kaf);
@@ -74,6 +80,7 @@ _CYRILLIC_RE: Final = re.compile("[\u0400-\u04ff]")
 _LATIN_RE: Final = re.compile("[a-z]")
 
 _CACHE_LIMIT: Final = 200_000
+_INDEX_AFTER: Final = 6
 
 
 def fold(text: str) -> str:
@@ -152,6 +159,16 @@ class Token:
     end: int
 
 
+_FIRST: Final = operator.itemgetter(0)
+_SECOND: Final = operator.itemgetter(1)
+
+
+def _line(parts: Iterable[str]) -> str:
+    line = " " + " ".join(parts) + " "
+    # A word that analyses to nothing (a lone format character) leaves a double space.
+    return line if "  " not in line else " " + " ".join(line.split()) + " "
+
+
 class AnalysedText:
     """A text split into tokens; index ``i`` of each sequence describes token position ``i``.
 
@@ -161,8 +178,10 @@ class AnalysedText:
     """
 
     __slots__ = (
+        "_cursor",
         "_form_index",
         "_forms",
+        "_lookups",
         "_spans",
         "_stem_index",
         "_stems",
@@ -175,12 +194,14 @@ class AnalysedText:
     def __init__(self, text: str, words: list[str], analysed: list[tuple[str, str, int]]) -> None:
         self.text = text
         self._words = words
-        self.form_line = " " + " ".join(a[0] for a in analysed if a[2]) + " "
-        self.stem_line = " " + " ".join(a[1] for a in analysed if a[2]) + " "
+        self.form_line = _line(map(_FIRST, analysed))
+        self.stem_line = _line(map(_SECOND, analysed))
         self._forms: tuple[str, ...] | None = None
         self._stems: tuple[str, ...] | None = None
-        self._spans: tuple[tuple[int, int], ...] | None = None
+        self._spans: list[tuple[int, int]] = []
+        self._cursor = (0, 0)
         self._form_index: dict[str, list[int]] | None = None
+        self._lookups = 0
         self._stem_index: dict[str, list[int]] | None = None
 
     @property
@@ -200,24 +221,42 @@ class AnalysedText:
     @property
     def spans(self) -> tuple[tuple[int, int], ...]:
         """``(start, end)`` character offsets in ``text`` by position."""
-        if self._spans is None:
-            spans: list[tuple[int, int]] = []
-            cursor = 0
+        if self._words:
+            self.span(len(self.forms) - 1)
+        return tuple(self._spans)
+
+    def span(self, position: int) -> tuple[int, int]:
+        """Return the ``(start, end)`` character offsets of the token at ``position``.
+
+        Offsets are found word by word only as far as needed: snippets usually look at the
+        first few hundred characters of a long body.
+        """
+        spans = self._spans
+        if position >= len(spans):
             text = self.text
-            for word in self._words:
+            words = self._words
+            index, cursor = self._cursor
+            while position >= len(spans) and index < len(words):
+                word = words[index]
                 start = text.find(word, cursor)
                 cursor = start + len(word)
-                count = _token_cache[word][2] if word in _token_cache else _analyse_word(word)[2]
+                count = (_token_cache.get(word) or _analyse_word(word))[2]
                 spans.extend([(start, cursor)] * count)
-            self._spans = tuple(spans)
-        return self._spans
+                index += 1
+            self._cursor = (index, cursor)
+        return spans[position]
 
     def positions(self, token: str, *, exact: bool = False) -> list[int]:
         """Return the positions of ``token`` (a stem, or a form when ``exact``), ascending."""
         index = self._form_index if exact else self._stem_index
+        tokens = self.forms if exact else self.stems
         if index is None:
+            # A scan is cheaper than building the index for the first few look-ups.
+            self._lookups += 1
+            if self._lookups < _INDEX_AFTER:
+                return [i for i, value in enumerate(tokens) if value == token]
             index = {}
-            for position, value in enumerate(self.forms if exact else self.stems):
+            for position, value in enumerate(tokens):
                 found = index.get(value)
                 if found is None:
                     index[value] = [position]
@@ -245,14 +284,30 @@ def analyse(text: str) -> AnalysedText:
     Returns:
         The analysed text. Positions count tokens from 0.
     """
-    # Replacing only the separators present is several times faster than a regex or a
-    # str.translate table on non-ASCII text, and keeps every word a substring of ``text``.
-    spaced = text
-    for char in _SEPARATORS.intersection(text):
-        spaced = spaced.replace(char, " ")
+    spaced = _space_separators(text)
     words = spaced.split()
-    cache = _token_cache
-    return AnalysedText(text, words, [cache.get(word) or _analyse_word(word) for word in words])
+    analysed = list(map(_token_cache.get, words))
+    if None in analysed:
+        analysed = [
+            found or _analyse_word(word) for found, word in zip(analysed, words, strict=True)
+        ]
+    return AnalysedText(text, words, analysed)  # type: ignore[arg-type]
+
+
+def _space_separators(text: str) -> str:
+    """Return ``text`` with every separator character replaced by a space (same length)."""
+    if not text.isascii():
+        for char in _COMMON_NON_ASCII:
+            if char in text:
+                text = text.replace(char, " ")
+        if not text.isascii():
+            # str.translate is slow on non-ASCII text; replacing only the separators
+            # present is several times faster, and keeps every word a substring of ``text``.
+            for char in _SEPARATORS.intersection(set(text)):
+                if char != " ":
+                    text = text.replace(char, " ")
+            return text
+    return text.translate(_ASCII_SEPARATORS)
 
 
 def tokenize(text: str) -> list[Token]:

@@ -150,7 +150,7 @@ def _near_fields(node: Near) -> tuple[TextField, ...]:
 class _Doc:
     """One article prepared for matching: analysed fields, pattern counts, lazy metadata."""
 
-    __slots__ = ("_meta", "_occurrences", "article", "body", "counts", "title")
+    __slots__ = ("_char_spans", "_meta", "_occurrences", "article", "body", "counts", "title")
 
     def __init__(self, article: Article, counts: dict[int, int]) -> None:
         self.article = article
@@ -158,11 +158,27 @@ class _Doc:
         self.body = analyse(article.body)
         self.counts = counts
         self._meta: dict[str, frozenset[str]] = {}
-        self._occurrences: dict[tuple[TextField, Leaf], list[tuple[int, int]]] = {}
+        # Keyed by (field, id(leaf)): hashing the frozen dataclasses costs more than the
+        # look-up saves, and the leaves outlive the document (they belong to the rules).
+        self._occurrences: dict[tuple[str, int], list[tuple[int, int]]] = {}
+        self._char_spans: dict[tuple[str, int], list[tuple[int, int]]] = {}
+
+    def char_spans(self, field: TextField, leaf: Leaf) -> list[tuple[int, int]]:
+        """Return the character spans of ``leaf`` in ``field`` (for snippets), computed once."""
+        key = (field, id(leaf))
+        found = self._char_spans.get(key)
+        if found is None:
+            text = self.text(field)
+            found = [
+                (text.span(first)[0], text.span(last)[1])
+                for first, last in self.occurrences(field, leaf)
+            ]
+            self._char_spans[key] = found
+        return found
 
     def occurrences(self, field: TextField, leaf: Leaf) -> list[tuple[int, int]]:
         """Return ``(first, last)`` positions of ``leaf`` in ``field``, computed once."""
-        key = (field, leaf)
+        key = (field, id(leaf))
         found = self._occurrences.get(key)
         if found is None:
             found = _occurrences(self.text(field), leaf)
@@ -255,9 +271,10 @@ def brute_force_match(
     presearcher's counts. Used by tests to check :class:`Matcher` against the reference.
     """
     doc = _Doc(article, {})
+    # Parse every rule first: the document caches by leaf identity, so leaves must live on.
+    parsed = [(rule, parse_query(rule.query)) for rule in rules]
     matched: list[str] = []
-    for rule in rules:
-        query = parse_query(rule.query)
+    for rule, query in parsed:
         if not _evaluate(query.root, doc):
             continue
         counts: dict[tuple[object, ...], tuple[int, int]] = {}
@@ -334,6 +351,24 @@ class _Patterns:
         return [self.get(space, f" {token} ") for token in leaf.tokens]
 
 
+def _join(node: And | Or, parts: list[_Predicate]) -> _Predicate:
+    """Combine child predicates; small arities get closures without a generator."""
+    if len(parts) == 2:
+        a, b = parts
+        if isinstance(node, And):
+            return lambda doc: a(doc) and b(doc)
+        return lambda doc: a(doc) or b(doc)
+    if len(parts) == 3:
+        a, b, c = parts
+        if isinstance(node, And):
+            return lambda doc: a(doc) and b(doc) and c(doc)
+        return lambda doc: a(doc) or b(doc) or c(doc)
+    items = tuple(parts)
+    if isinstance(node, And):
+        return lambda doc: all(part(doc) for part in items)
+    return lambda doc: any(part(doc) for part in items)
+
+
 def _mask(field: TextField | None) -> int:
     if field == "title":
         return _TITLE_MASK
@@ -350,12 +385,8 @@ class _Compiler:
         self.weight = weight
 
     def predicate(self, node: Node) -> _Predicate:
-        if isinstance(node, And):
-            parts = tuple(self.predicate(child) for child in node.children)
-            return lambda doc: all(part(doc) for part in parts)
-        if isinstance(node, Or):
-            parts = tuple(self.predicate(child) for child in node.children)
-            return lambda doc: any(part(doc) for part in parts)
+        if isinstance(node, And | Or):
+            return _join(node, [self.predicate(child) for child in node.children])
         if isinstance(node, Not):
             inner = self.predicate(node.child)
             return lambda doc: not inner(doc)
@@ -681,32 +712,31 @@ def _snippet(
         if field == "body" and not doc.article.body:
             continue
         text = doc.text(field)
-        token_spans = text.spans
-        spans = sorted(
+        found = sorted(
             {
-                (token_spans[first][0], token_spans[last][1])
+                span
                 for leaf in leaves
                 if leaf.field in (None, field)
-                for first, last in doc.occurrences(field, leaf)
+                for span in doc.char_spans(field, leaf)
             }
         )
-        if not spans:
+        if not found:
             continue
         source = text.text
-        start = spans[0][0]
+        start, first_end = found[0]
         begin = max(0, start - size // 3)
         if begin:
             space = source.find(" ", begin, start)
             begin = space + 1 if space >= 0 else begin
         end = min(len(source), begin + size)
         if end < len(source):
-            space = source.rfind(" ", max(spans[0][1], begin), end)
+            space = source.rfind(" ", max(first_end, begin), end)
             end = space if space > 0 else end
         lead = "…" if begin else ""
         trail = "…" if end < len(source) else ""
         shift = len(lead) - begin
+        marks = tuple((a + shift, b + shift) for a, b in found if a >= begin and b <= end)
         window = lead + source[begin:end].replace("\n", " ") + trail
-        marks = tuple((a + shift, b + shift) for a, b in spans if a >= begin and b <= end)
         return window, marks
     title = doc.article.title
     return title[:size], ()
