@@ -4,7 +4,7 @@ Format::
 
     [[rule]]
     id = "pk-ru-energy"          # stable slug: lower-case letters, digits and hyphens
-    name = "Pakistan–Russia energy and trade"
+    name = "Pakistan–Russia energy and trade"   # optional, defaults to the id
     description = "…"
     query = '''Pakistan Russia (oil OR LNG)'''
     tags = ["pakistan", "russia"]
@@ -26,9 +26,9 @@ from alerts.exceptions import InvalidRuleError
 from alerts.query import parse_query
 from alerts.types import RuleSpec
 
-__all__ = ["RULE_ID_RE", "RuleDefinition", "dump_rules_toml", "parse_rules_toml"]
+__all__ = ["RULE_ID", "RuleDefinition", "dump_rules_toml", "parse_rules_toml"]
 
-RULE_ID_RE: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
+RULE_ID: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
 _KNOWN_KEYS: Final = frozenset(
     {"id", "name", "description", "query", "tags", "min_score", "enabled"}
 )
@@ -74,9 +74,9 @@ def _definition(entry: dict[str, Any], number: int) -> RuleDefinition:
     if not isinstance(entry, dict):
         raise _fail(f"rule #{number} must be a table")
     raw_id = entry.get("id")
-    if not isinstance(raw_id, str) or not RULE_ID_RE.fullmatch(raw_id):
+    if not isinstance(raw_id, str) or not RULE_ID.match(raw_id):
         raise _fail(
-            f"rule #{number}: id {raw_id!r} must be a slug of a-z, 0-9 and '-' (at most 64)",
+            f"rule #{number}: id {raw_id!r} must be a slug of a-z, 0-9 and '-' (at most 100)",
             raw_id if isinstance(raw_id, str) else None,
         )
     unknown = sorted(set(entry) - _KNOWN_KEYS)
@@ -110,7 +110,7 @@ def _definition(entry: dict[str, Any], number: int) -> RuleDefinition:
     return RuleDefinition(
         id=raw_id,
         query=query,
-        name=_text(entry, "name", raw_id, required=False),
+        name=_text(entry, "name", raw_id, required=False) or raw_id,
         description=_text(entry, "description", raw_id, required=False),
         tags=tuple(tags),
         min_score=float(min_score),
