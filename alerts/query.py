@@ -51,6 +51,7 @@ __all__ = [
     "Query",
     "Term",
     "TextField",
+    "describe",
     "explain",
     "is_positive",
     "iter_leaves",
