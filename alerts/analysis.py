@@ -15,11 +15,9 @@ article (an English lead quoting a Russian title) still matches both kinds of ru
 
 from __future__ import annotations
 
-import operator
 import re
 import sys
 import unicodedata
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -126,20 +124,39 @@ def stem(form: str) -> str:
     return form
 
 
-_token_cache: dict[str, tuple[str, str, int]] = {}
+# Raw word -> its space-joined forms, and raw word -> its space-joined stems. Two flat maps
+# let ``analyse`` build a line with one C-level ``map`` and ``join``.
+_form_cache: dict[str, str] = {}
+_stem_cache: dict[str, str] = {}
 
 
-def _analyse_word(raw: str) -> tuple[str, str, int]:
-    """Return the space-joined forms and stems of one raw word, and how many tokens it has.
+def _analyse_word(raw: str) -> tuple[str, str]:
+    """Return the space-joined forms and stems of one raw word, and cache them.
 
-    NFKC may split a word (``½`` -> ``1 2``) or leave nothing of it (``©``).
+    NFKC may split a word (``½`` -> ``1 2``) or leave nothing of it (``©`` -> ``""``).
     """
     forms = _WORD_RE.findall(fold(raw))
-    result = (" ".join(forms), " ".join(stem(form) for form in forms), len(forms))
-    if len(_token_cache) >= _CACHE_LIMIT:
-        _token_cache.clear()
-    _token_cache[sys.intern(raw)] = result
-    return result
+    form_text = " ".join(forms)
+    stem_text = " ".join(stem(form) for form in forms)
+    if len(_stem_cache) >= _CACHE_LIMIT:
+        _form_cache.clear()
+        _stem_cache.clear()
+    raw = sys.intern(raw)
+    _form_cache[raw] = form_text
+    _stem_cache[raw] = stem_text
+    return form_text, stem_text
+
+
+def _joined(words: list[str], cache: dict[str, str], which: int) -> str:
+    parts = list(map(cache.get, words))
+    if None in parts:
+        parts = [
+            part if part is not None else _analyse_word(word)[which]
+            for part, word in zip(parts, words, strict=True)
+        ]
+    line = " " + " ".join(parts) + " "  # type: ignore[arg-type]
+    # A word that analyses to nothing (a lone format character) leaves a double space.
+    return line if "  " not in line else " " + " ".join(line.split()) + " "
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,43 +176,33 @@ class Token:
     end: int
 
 
-_FIRST: Final = operator.itemgetter(0)
-_SECOND: Final = operator.itemgetter(1)
-
-
-def _line(parts: Iterable[str]) -> str:
-    line = " " + " ".join(parts) + " "
-    # A word that analyses to nothing (a lone format character) leaves a double space.
-    return line if "  " not in line else " " + " ".join(line.split()) + " "
-
-
 class AnalysedText:
     """A text split into tokens; index ``i`` of each sequence describes token position ``i``.
 
     ``form_line`` and ``stem_line`` are the tokens joined by single spaces, padded with a
-    space at both ends, ready for whole-token substring search. The tuples and the character
-    spans are computed on first use: most articles never need them.
+    space at both ends, ready for whole-token substring search. Everything but ``stem_line``
+    (forms, tuples, character spans) is computed on first use: most articles never need it.
     """
 
     __slots__ = (
         "_cursor",
         "_form_index",
+        "_form_line",
         "_forms",
         "_lookups",
         "_spans",
         "_stem_index",
         "_stems",
         "_words",
-        "form_line",
         "stem_line",
         "text",
     )
 
-    def __init__(self, text: str, words: list[str], analysed: list[tuple[str, str, int]]) -> None:
+    def __init__(self, text: str, words: list[str]) -> None:
         self.text = text
         self._words = words
-        self.form_line = _line(map(_FIRST, analysed))
-        self.stem_line = _line(map(_SECOND, analysed))
+        self.stem_line = _joined(words, _stem_cache, 1)
+        self._form_line: str | None = None
         self._forms: tuple[str, ...] | None = None
         self._stems: tuple[str, ...] | None = None
         self._spans: list[tuple[int, int]] = []
@@ -203,6 +210,13 @@ class AnalysedText:
         self._form_index: dict[str, list[int]] | None = None
         self._lookups = 0
         self._stem_index: dict[str, list[int]] | None = None
+
+    @property
+    def form_line(self) -> str:
+        """Folded forms joined by single spaces, padded with a space at both ends."""
+        if self._form_line is None:
+            self._form_line = _joined(self._words, _form_cache, 0)
+        return self._form_line
 
     @property
     def forms(self) -> tuple[str, ...]:
@@ -240,8 +254,10 @@ class AnalysedText:
                 word = words[index]
                 start = text.find(word, cursor)
                 cursor = start + len(word)
-                count = (_token_cache.get(word) or _analyse_word(word))[2]
-                spans.extend([(start, cursor)] * count)
+                forms = _form_cache.get(word)
+                if forms is None:
+                    forms = _analyse_word(word)[0]
+                spans.extend([(start, cursor)] * len(forms.split()))
                 index += 1
             self._cursor = (index, cursor)
         return spans[position]
@@ -284,14 +300,7 @@ def analyse(text: str) -> AnalysedText:
     Returns:
         The analysed text. Positions count tokens from 0.
     """
-    spaced = _space_separators(text)
-    words = spaced.split()
-    analysed = list(map(_token_cache.get, words))
-    if None in analysed:
-        analysed = [
-            found or _analyse_word(word) for found, word in zip(analysed, words, strict=True)
-        ]
-    return AnalysedText(text, words, analysed)  # type: ignore[arg-type]
+    return AnalysedText(text, _space_separators(text).split())
 
 
 def _space_separators(text: str) -> str:

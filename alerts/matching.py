@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 import ahocorasick
 
@@ -57,6 +57,8 @@ _BODY_MASK: Final = ~_TITLE_MASK
 _BODY_ONE: Final = 1 << _SHIFT
 _STEMS: Final = 0
 _FORMS: Final = 1
+_Key = TypeVar("_Key", str, int)
+_Located = dict[int, list[tuple[int, int]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +69,14 @@ class MatchOptions:
         title_weight: weight of a term occurrence in the title.
         body_weight: weight of a term occurrence in the body.
         snippet_chars: target length of a snippet in characters.
+        snippets: build snippets and highlights; backtests that only count matches turn
+            this off and get empty snippets.
     """
 
     title_weight: float = 2.0
     body_weight: float = 1.0
     snippet_chars: int = 200
+    snippets: bool = True
 
 
 # --- positions (shared by the brute-force evaluator and the compiled predicates) ----------
@@ -105,15 +110,29 @@ def _sloppy(text: AnalysedText, leaf: Phrase) -> list[tuple[int, int]]:
     located = sorted(
         (position, token) for token in need for position in text.positions(token, exact=leaf.exact)
     )
+    return _windows(located, need, len(leaf.tokens), leaf.slop)
+
+
+def _windows(
+    located: list[tuple[int, _Key]], need: dict[_Key, int], total: int, slop: int
+) -> list[tuple[int, int]]:
+    """Return ``(first, last)`` windows of at most ``slop`` words holding every needed word.
+
+    Args:
+        located: ``(position, word)`` pairs sorted by position.
+        need: how many times each word must occur in a window.
+        total: the sum of ``need``.
+        slop: the largest allowed ``last - first``.
+    """
     found: list[tuple[int, int]] = []
-    for a, (start, _token) in enumerate(located):
-        have: dict[str, int] = {}
-        missing = len(leaf.tokens)
-        for position, token in located[a:]:
-            if position - start > leaf.slop:
+    for a, (start, _word) in enumerate(located):
+        have: dict[_Key, int] = {}
+        missing = total
+        for position, word in located[a:]:
+            if position - start > slop:
                 break
-            if have.get(token, 0) < need[token]:
-                have[token] = have.get(token, 0) + 1
+            if have.get(word, 0) < need[word]:
+                have[word] = have.get(word, 0) + 1
                 missing -= 1
                 if missing == 0:
                     found.append((start, position))
@@ -126,7 +145,11 @@ def _near(doc: _Doc, field: TextField, node: Near) -> bool:
     if not lefts:
         return False
     rights = [span for leaf in node.right for span in doc.occurrences(field, leaf)]
-    distance = node.distance
+    return _close(lefts, rights, node.distance)
+
+
+def _close(lefts: list[tuple[int, int]], rights: list[tuple[int, int]], distance: int) -> bool:
+    """Return whether some left and some right occurrence are within ``distance`` words."""
     return any(
         max(r_first - l_last, l_first - r_last) <= distance
         for l_first, l_last in lefts
@@ -150,13 +173,32 @@ def _near_fields(node: Near) -> tuple[TextField, ...]:
 class _Doc:
     """One article prepared for matching: analysed fields, pattern counts, lazy metadata."""
 
-    __slots__ = ("_char_spans", "_meta", "_occurrences", "article", "body", "counts", "title")
+    __slots__ = (
+        "_char_spans",
+        "_locate",
+        "_located",
+        "_meta",
+        "_occurrences",
+        "article",
+        "body",
+        "counts",
+        "scores",
+        "title",
+    )
 
-    def __init__(self, article: Article, counts: dict[int, int]) -> None:
+    def __init__(
+        self,
+        article: Article,
+        counts: dict[int, int],
+        locate: Callable[[AnalysedText], _Located] | None = None,
+    ) -> None:
         self.article = article
         self.title = analyse(article.title)
         self.body = analyse(article.body)
         self.counts = counts
+        self.scores: dict[int, float] = {}
+        self._locate = locate
+        self._located: dict[str, _Located] = {}
         self._meta: dict[str, frozenset[str]] = {}
         # Keyed by (field, id(leaf)): hashing the frozen dataclasses costs more than the
         # look-up saves, and the leaves outlive the document (they belong to the rules).
@@ -174,6 +216,15 @@ class _Doc:
                 for first, last in self.occurrences(field, leaf)
             ]
             self._char_spans[key] = found
+        return found
+
+    def located(self, field: TextField) -> _Located:
+        """Return pattern id -> ``(first, last)`` positions in ``field``, from the automaton."""
+        found = self._located.get(field)
+        if found is None:
+            assert self._locate is not None, "only matcher documents locate patterns"
+            found = self._locate(self.text(field))
+            self._located[field] = found
         return found
 
     def occurrences(self, field: TextField, leaf: Leaf) -> list[tuple[int, int]]:
@@ -245,6 +296,15 @@ def evaluate(query: Query, article: Article) -> bool:
     return _evaluate(query.root, _Doc(article, {}))
 
 
+def _term_score(title_count: int, body_count: int, options: MatchOptions) -> float:
+    value = 0.0
+    if title_count:
+        value += options.title_weight * (1.0 + math.log(title_count))
+    if body_count:
+        value += options.body_weight * (1.0 + math.log(body_count))
+    return value
+
+
 def score_leaves(
     leaves: Iterable[tuple[int, int]], options: MatchOptions = MatchOptions()
 ) -> float:
@@ -255,10 +315,7 @@ def score_leaves(
     """
     total = 0.0
     for title_count, body_count in leaves:
-        if title_count:
-            total += options.title_weight * (1.0 + math.log(title_count))
-        if body_count:
-            total += options.body_weight * (1.0 + math.log(body_count))
+        total += _term_score(title_count, body_count, options)
     return round(total, 4)
 
 
@@ -310,7 +367,9 @@ def _score_parts(leaf: Leaf) -> tuple[Leaf, ...]:
 
 # --- the presearcher ----------------------------------------------------------------------
 
-_Predicate = Callable[[_Doc], bool]
+# Predicates take the document's pattern counts (the hot input) and the document itself
+# (for metadata and positions) and return something truthy when the rule matches.
+_Predicate = Callable[[dict[int, int], _Doc], object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,8 +377,9 @@ class _Rule:
     spec: RuleSpec
     query: Query
     predicate: _Predicate
-    # (pattern id, field mask, text as written) for every positive leaf: scoring and "why".
-    scored: tuple[tuple[int, int, str], ...]
+    # (pattern id, field mask, text as written, memo key) for every positive leaf: scoring
+    # and "why".
+    scored: tuple[tuple[int, int, str, int], ...]
     leaves: tuple[Leaf, ...]
 
 
@@ -353,20 +413,36 @@ class _Patterns:
 
 def _join(node: And | Or, parts: list[_Predicate]) -> _Predicate:
     """Combine child predicates; small arities get closures without a generator."""
+    both = isinstance(node, And)
     if len(parts) == 2:
         a, b = parts
-        if isinstance(node, And):
-            return lambda doc: a(doc) and b(doc)
-        return lambda doc: a(doc) or b(doc)
+        if both:
+            return lambda c, d: a(c, d) and b(c, d)
+        return lambda c, d: a(c, d) or b(c, d)
     if len(parts) == 3:
-        a, b, c = parts
-        if isinstance(node, And):
-            return lambda doc: a(doc) and b(doc) and c(doc)
-        return lambda doc: a(doc) or b(doc) or c(doc)
+        a, b, e = parts
+        if both:
+            return lambda c, d: a(c, d) and b(c, d) and e(c, d)
+        return lambda c, d: a(c, d) or b(c, d) or e(c, d)
     items = tuple(parts)
+    if both:
+        return lambda c, d: all(part(c, d) for part in items)
+    return lambda c, d: any(part(c, d) for part in items)
+
+
+def _join_present(node: And | Or, patterns: list[int]) -> _Predicate:
+    """Combine unscoped word tests: a pattern in the counts occurs somewhere in the article."""
+    items = frozenset(patterns)
     if isinstance(node, And):
-        return lambda doc: all(part(doc) for part in items)
-    return lambda doc: any(part(doc) for part in items)
+        return lambda c, d: items.issubset(c)
+    if len(items) <= 4:
+        ordered = tuple(patterns)
+
+        if len(ordered) == 2:
+            first, second = ordered
+            return lambda c, d: first in c or second in c
+        return lambda c, d: any(pattern in c for pattern in ordered)
+    return lambda c, d: not items.isdisjoint(c)
 
 
 def _mask(field: TextField | None) -> int:
@@ -384,49 +460,73 @@ class _Compiler:
         self.patterns = patterns
         self.weight = weight
 
+    def _plain(self, node: Node) -> int | None:
+        """Return the pattern of a leaf that is a plain presence test in any field, else None."""
+        if isinstance(node, Term | Prefix) or (isinstance(node, Phrase) and not node.slop):
+            return self.patterns.leaf(node) if node.field is None else None
+        return None
+
     def predicate(self, node: Node) -> _Predicate:
         if isinstance(node, And | Or):
+            plain = [self._plain(child) for child in node.children]
+            if all(pattern is not None for pattern in plain):
+                return _join_present(node, [p for p in plain if p is not None])
             return _join(node, [self.predicate(child) for child in node.children])
         if isinstance(node, Not):
             inner = self.predicate(node.child)
-            return lambda doc: not inner(doc)
+            return lambda c, d: not inner(c, d)
         if isinstance(node, Meta):
             meta = node
-            return lambda doc: _meta_matches(meta, doc.meta(meta.field))
+            return lambda c, d: _meta_matches(meta, d.meta(meta.field))
         if isinstance(node, Near):
             return self._near(node)
         if isinstance(node, Phrase) and node.slop:
             return self._sloppy(node)
         pattern = self.patterns.leaf(node)
+        if node.field is None:
+            return lambda c, d: pattern in c
         mask = _mask(node.field)
-        return lambda doc: bool(doc.counts.get(pattern, 0) & mask)
+        return lambda c, d: c.get(pattern, 0) & mask
 
     def _near(self, node: Near) -> _Predicate:
         fields = _near_fields(node)
         left_ids = [self.patterns.leaf(leaf) for leaf in node.left]
         right_ids = [self.patterns.leaf(leaf) for leaf in node.right]
 
-        def near(doc: _Doc) -> bool:
-            counts = doc.counts
-            if not any(counts.get(i) for i in left_ids) or not any(
-                counts.get(i) for i in right_ids
-            ):
+        distance = node.distance
+
+        def near(counts: dict[int, int], doc: _Doc) -> bool:
+            if not any(i in counts for i in left_ids) or not any(i in counts for i in right_ids):
                 return False
-            return any(_near(doc, field, node) for field in fields)
+            for field in fields:
+                located = doc.located(field)
+                lefts = [span for i in left_ids for span in located.get(i, ())]
+                if lefts and _close(
+                    lefts, [span for i in right_ids for span in located.get(i, ())], distance
+                ):
+                    return True
+            return False
 
         return near
 
     def _sloppy(self, node: Phrase) -> _Predicate:
         word_ids = self.patterns.words(node)
         mask = _mask(node.field)
-        leaf = node
         fields = _fields(node.field)
+        need: dict[int, int] = {}
+        for i in word_ids:
+            need[i] = need.get(i, 0) + 1
+        total, slop = len(word_ids), node.slop
 
-        def sloppy(doc: _Doc) -> bool:
-            counts = doc.counts
-            if not all(counts.get(i, 0) & mask for i in word_ids):
+        def sloppy(counts: dict[int, int], doc: _Doc) -> bool:
+            if not all(counts.get(i, 0) & mask for i in need):
                 return False
-            return any(doc.occurrences(field, leaf) for field in fields)
+            for field in fields:
+                located = doc.located(field)
+                spots = sorted((first, i) for i in need for first, _last in located.get(i, ()))
+                if _windows(spots, need, total, slop):
+                    return True
+            return False
 
         return sloppy
 
@@ -460,7 +560,7 @@ class _Compiler:
         keys = self.patterns.keys
         return (sum(self.weight(keys[i]) for i in anchors), len(anchors))
 
-    def scored(self, node: Node) -> tuple[tuple[int, int, str], ...]:
+    def scored(self, node: Node) -> tuple[tuple[int, int, str, int], ...]:
         out: dict[tuple[int, int], str] = {}
         for leaf in iter_leaves(node, positive_only=True):
             if isinstance(leaf, Meta):
@@ -471,7 +571,9 @@ class _Compiler:
                     out.setdefault((i, mask), leaf.text)
             else:
                 out.setdefault((self.patterns.leaf(leaf), mask), leaf.text)
-        return tuple((i, mask, text) for (i, mask), text in out.items())
+        # The memo key packs pattern and scope: a pattern scores the same for every rule.
+        scope = {_TITLE_MASK: 0, _BODY_MASK: 1, -1: 2}
+        return tuple((i, mask, text, i * 3 + scope[mask]) for (i, mask), text in out.items())
 
 
 def _default_weight(frequencies: Mapping[str, float]) -> Callable[[tuple[int, str]], float]:
@@ -529,6 +631,7 @@ class Matcher:
         always: tuple[int, ...],
         uses_forms: bool,
         options: MatchOptions,
+        sizes: list[int],
     ) -> None:
         self._rules = rules
         self._automaton = automaton
@@ -536,6 +639,8 @@ class Matcher:
         self._always = always
         self._uses_forms = uses_forms
         self._options = options
+        # Tokens per pattern: turns the end of an automaton hit into a first position.
+        self._sizes = sizes
 
     @classmethod
     def build(
@@ -618,6 +723,7 @@ class Matcher:
             tuple(always),
             uses_forms,
             options,
+            [len(key.split()) for _space, key in patterns.keys],
         )
 
     def __len__(self) -> int:
@@ -627,6 +733,30 @@ class Matcher:
     def always_run(self) -> int:
         """Number of rules without anchors, verified for every article."""
         return len(self._always)
+
+    def _locate(self, text: AnalysedText) -> _Located:
+        """Return pattern id -> ``(first, last)`` token positions of its hits in ``text``."""
+        found: _Located = {}
+        automaton = self._automaton
+        if automaton is None:
+            return found
+        sizes = self._sizes
+        lines = [(text.stem_line, _STEMS)]
+        if self._uses_forms:
+            lines.append((text.form_line, _FORMS))
+        for line, space in lines:
+            spaces = previous = 0
+            for end, patterns in automaton.iter(line):
+                wanted = patterns[space]
+                if not wanted:
+                    continue
+                # Hits come in order of their end; the spaces before the end number the token.
+                spaces += line.count(" ", previous, end)
+                previous = end
+                last = spaces - 1
+                for pattern in wanted:
+                    found.setdefault(pattern, []).append((last - sizes[pattern] + 1, last))
+        return found
 
     def _scan(self, doc: _Doc) -> None:
         automaton = self._automaton
@@ -644,7 +774,7 @@ class Matcher:
 
     def candidates(self, article: Article) -> list[str]:
         """Return the ids of the rules the presearch selects for ``article`` (for benchmarks)."""
-        doc = _Doc(article, {})
+        doc = _Doc(article, {}, self._locate)
         self._scan(doc)
         return [self._rules[i].spec.id for i in self._candidate_positions(doc)]
 
@@ -666,32 +796,39 @@ class Matcher:
         Returns:
             One :class:`Match` per matching rule whose score reaches its ``min_score``.
         """
-        doc = _Doc(article, {})
+        doc = _Doc(article, {}, self._locate)
         self._scan(doc)
         counts = doc.counts
+        scores = doc.scores
         options = self._options
         matches: list[Match] = []
         for position in self._candidate_positions(doc):
             rule = self._rules[position]
-            if not rule.predicate(doc):
+            if not rule.predicate(counts, doc):
                 continue
-            pairs: list[tuple[int, int]] = []
-            terms: dict[str, None] = {}
-            for pattern, mask, text in rule.scored:
-                count = counts.get(pattern, 0) & mask
-                if count:
-                    pairs.append((count & _TITLE_MASK, count >> _SHIFT))
-                    terms.setdefault(text, None)
-            score = score_leaves(pairs, options)
+            total = 0.0
+            terms: list[str] = []
+            for pattern, mask, text, key in rule.scored:
+                value = scores.get(key)
+                if value is None:
+                    count = counts.get(pattern, 0) & mask
+                    value = _term_score(count & _TITLE_MASK, count >> _SHIFT, options)
+                    scores[key] = value
+                if value:
+                    total += value
+                    terms.append(text)
+            score = round(total, 4)
             if score < rule.spec.min_score:
                 continue
-            snippet, highlights = _snippet(doc, rule.leaves, options.snippet_chars)
+            snippet, highlights = (
+                _snippet(doc, rule.leaves, options.snippet_chars) if options.snippets else ("", ())
+            )
             matches.append(
                 Match(
                     rule_id=rule.spec.id,
                     article_id=article.id,
                     score=score,
-                    terms=tuple(terms),
+                    terms=tuple(dict.fromkeys(terms)),
                     snippet=snippet,
                     highlights=highlights,
                 )

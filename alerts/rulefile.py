@@ -76,8 +76,7 @@ def _definition(entry: dict[str, Any], number: int) -> RuleDefinition:
     raw_id = entry.get("id")
     if not isinstance(raw_id, str) or not RULE_ID.match(raw_id):
         raise _fail(
-            f"rule #{number}: id {raw_id!r} must be a slug of a-z, 0-9 and '-' (at most 100)",
-            raw_id if isinstance(raw_id, str) else None,
+            f"rule #{number}: id {raw_id!r} must be a slug of a-z, 0-9 and '-' (at most 100)"
         )
     unknown = sorted(set(entry) - _KNOWN_KEYS)
     if unknown:
