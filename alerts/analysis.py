@@ -79,6 +79,8 @@ _LATIN_RE: Final = re.compile("[a-z]")
 
 _CACHE_LIMIT: Final = 200_000
 _INDEX_AFTER: Final = 6
+# Direct span look-ups before walking the whole text once (a walk costs about 40 look-ups).
+_WALK_AFTER: Final = 12
 
 
 def fold(text: str) -> str:
@@ -190,6 +192,8 @@ class AnalysedText:
         "_form_line",
         "_forms",
         "_lookups",
+        "_spaced",
+        "_span_lookups",
         "_spans",
         "_stem_index",
         "_stems",
@@ -198,8 +202,10 @@ class AnalysedText:
         "text",
     )
 
-    def __init__(self, text: str, words: list[str]) -> None:
+    def __init__(self, text: str, spaced: str) -> None:
         self.text = text
+        self._spaced = spaced
+        words = spaced.split()
         self._words = words
         self.stem_line = _joined(words, _stem_cache, 1)
         self._form_line: str | None = None
@@ -209,6 +215,7 @@ class AnalysedText:
         self._cursor = (0, 0)
         self._form_index: dict[str, list[int]] | None = None
         self._lookups = 0
+        self._span_lookups = 0
         self._stem_index: dict[str, list[int]] | None = None
 
     @property
@@ -236,7 +243,7 @@ class AnalysedText:
     def spans(self) -> tuple[tuple[int, int], ...]:
         """``(start, end)`` character offsets in ``text`` by position."""
         if self._words:
-            self.span(len(self.forms) - 1)
+            self._walk(len(self.forms) - 1)
         return tuple(self._spans)
 
     def span(self, position: int) -> tuple[int, int]:
@@ -245,6 +252,14 @@ class AnalysedText:
         Offsets are found word by word only as far as needed: snippets usually look at the
         first few hundred characters of a long body.
         """
+        if position < len(self._spans):
+            return self._spans[position]
+        self._span_lookups += 1
+        if self._span_lookups <= _WALK_AFTER and len(self._words) == len(self.stems):
+            return self._word_span(position)
+        return self._walk(position)
+
+    def _walk(self, position: int) -> tuple[int, int]:
         spans = self._spans
         if position >= len(spans):
             text = self.text
@@ -261,6 +276,21 @@ class AnalysedText:
                 index += 1
             self._cursor = (index, cursor)
         return spans[position]
+
+    def _word_span(self, position: int) -> tuple[int, int]:
+        # Every word is one token here, so the token is the word at ``position``: find its
+        # n-th whole-word occurrence in the spaced text (same offsets as ``text``) with C-level
+        # searches instead of walking every word before it.
+        word = self._words[position]
+        seen = self._words[:position].count(word)
+        padded = " " + self._spaced + " "
+        needle = f" {word} "
+        index = -1
+        start = 0
+        for _ in range(seen + 1):
+            index = padded.find(needle, start)
+            start = index + len(word) + 1
+        return index, index + len(word)
 
     def positions(self, token: str, *, exact: bool = False) -> list[int]:
         """Return the positions of ``token`` (a stem, or a form when ``exact``), ascending."""
@@ -300,7 +330,7 @@ def analyse(text: str) -> AnalysedText:
     Returns:
         The analysed text. Positions count tokens from 0.
     """
-    return AnalysedText(text, _space_separators(text).split())
+    return AnalysedText(text, _space_separators(text))
 
 
 def _space_separators(text: str) -> str:

@@ -174,7 +174,6 @@ class _Doc:
     """One article prepared for matching: analysed fields, pattern counts, lazy metadata."""
 
     __slots__ = (
-        "_char_spans",
         "_locate",
         "_located",
         "_meta",
@@ -184,6 +183,7 @@ class _Doc:
         "counts",
         "scores",
         "title",
+        "windows",
     )
 
     def __init__(
@@ -197,26 +197,15 @@ class _Doc:
         self.body = analyse(article.body)
         self.counts = counts
         self.scores: dict[int, float] = {}
+        # Snippet windows by (field, first highlighted span): rules that start at the same
+        # word share the text and differ only in highlights.
+        self.windows: dict[tuple[str, tuple[int, int]], tuple[str, int, int, int]] = {}
         self._locate = locate
         self._located: dict[str, _Located] = {}
         self._meta: dict[str, frozenset[str]] = {}
         # Keyed by (field, id(leaf)): hashing the frozen dataclasses costs more than the
         # look-up saves, and the leaves outlive the document (they belong to the rules).
         self._occurrences: dict[tuple[str, int], list[tuple[int, int]]] = {}
-        self._char_spans: dict[tuple[str, int], list[tuple[int, int]]] = {}
-
-    def char_spans(self, field: TextField, leaf: Leaf) -> list[tuple[int, int]]:
-        """Return the character spans of ``leaf`` in ``field`` (for snippets), computed once."""
-        key = (field, id(leaf))
-        found = self._char_spans.get(key)
-        if found is None:
-            text = self.text(field)
-            found = [
-                (text.span(first)[0], text.span(last)[1])
-                for first, last in self.occurrences(field, leaf)
-            ]
-            self._char_spans[key] = found
-        return found
 
     def located(self, field: TextField) -> _Located:
         """Return pattern id -> ``(first, last)`` positions in ``field``, from the automaton."""
@@ -380,7 +369,8 @@ class _Rule:
     # (pattern id, field mask, text as written, memo key) for every positive leaf: scoring
     # and "why".
     scored: tuple[tuple[int, int, str, int], ...]
-    leaves: tuple[Leaf, ...]
+    # (pattern id, field scope) of every positive leaf, for snippet highlights.
+    highlight: tuple[tuple[int, TextField | None], ...]
 
 
 class _Patterns:
@@ -560,6 +550,19 @@ class _Compiler:
         keys = self.patterns.keys
         return (sum(self.weight(keys[i]) for i in anchors), len(anchors))
 
+    def highlight(self, node: Node) -> tuple[tuple[int, TextField | None], ...]:
+        """Return ``(pattern, field scope)`` of the positive leaves (a sloppy phrase's words)."""
+        found: dict[tuple[int, TextField | None], None] = {}
+        for leaf in iter_leaves(node, positive_only=True):
+            if isinstance(leaf, Meta):
+                continue
+            if isinstance(leaf, Phrase) and leaf.slop:
+                for pattern in self.patterns.words(leaf):
+                    found.setdefault((pattern, leaf.field), None)
+            else:
+                found.setdefault((self.patterns.leaf(leaf), leaf.field), None)
+        return tuple(found)
+
     def scored(self, node: Node) -> tuple[tuple[int, int, str, int], ...]:
         out: dict[tuple[int, int], str] = {}
         for leaf in iter_leaves(node, positive_only=True):
@@ -687,14 +690,15 @@ class Matcher:
                     rule_id=spec.id,
                 ) from exc
             predicate = compiler.predicate(query.root)
-            leaves = tuple(
-                dict.fromkeys(
-                    leaf
-                    for leaf in iter_leaves(query.root, positive_only=True)
-                    if not isinstance(leaf, Meta)
+            compiled.append(
+                _Rule(
+                    spec,
+                    query,
+                    predicate,
+                    compiler.scored(query.root),
+                    compiler.highlight(query.root),
                 )
             )
-            compiled.append(_Rule(spec, query, predicate, compiler.scored(query.root), leaves))
             anchors.append(compiler.anchors(query.root))
 
         index: dict[int, list[int]] = {}
@@ -728,6 +732,18 @@ class Matcher:
 
     def __len__(self) -> int:
         return len(self._rules)
+
+    def with_options(self, options: MatchOptions) -> Matcher:
+        """Return a matcher sharing this one's compiled rules, with other scoring options."""
+        return Matcher(
+            self._rules,
+            self._automaton,
+            self._index,
+            self._always,
+            self._uses_forms,
+            options,
+            self._sizes,
+        )
 
     @property
     def always_run(self) -> int:
@@ -821,7 +837,9 @@ class Matcher:
             if score < rule.spec.min_score:
                 continue
             snippet, highlights = (
-                _snippet(doc, rule.leaves, options.snippet_chars) if options.snippets else ("", ())
+                _snippet(doc, rule.highlight, options.snippet_chars)
+                if options.snippets
+                else ("", ())
             )
             matches.append(
                 Match(
@@ -840,8 +858,24 @@ class Matcher:
         return [match for article in articles for match in self.match(article)]
 
 
+def _window(source: str, start: int, first_end: int, size: int) -> tuple[str, int, int, int]:
+    """Return the snippet text around ``source[start:first_end]``, its bounds and offset shift."""
+    begin = max(0, start - size // 3)
+    if begin:
+        space = source.find(" ", begin, start)
+        begin = space + 1 if space >= 0 else begin
+    end = min(len(source), begin + size)
+    if end < len(source):
+        space = source.rfind(" ", max(first_end, begin), end)
+        end = space if space > 0 else end
+    lead = "…" if begin else ""
+    trail = "…" if end < len(source) else ""
+    window = lead + source[begin:end].replace("\n", " ") + trail
+    return window, begin, end, len(lead) - begin
+
+
 def _snippet(
-    doc: _Doc, leaves: tuple[Leaf, ...], size: int
+    doc: _Doc, patterns: tuple[tuple[int, TextField | None], ...], size: int
 ) -> tuple[str, tuple[tuple[int, int], ...]]:
     """Return a window of the body (or the title) around the first matched term, highlighted."""
     fields: tuple[TextField, ...] = ("body", "title")
@@ -849,31 +883,28 @@ def _snippet(
         if field == "body" and not doc.article.body:
             continue
         text = doc.text(field)
-        found = sorted(
+        located = doc.located(field)
+        occurrences = sorted(
             {
-                span
-                for leaf in leaves
-                if leaf.field in (None, field)
-                for span in doc.char_spans(field, leaf)
+                occurrence
+                for pattern, scope in patterns
+                if scope in (None, field)
+                for occurrence in located.get(pattern, ())
             }
         )
-        if not found:
+        if not occurrences:
             continue
-        source = text.text
-        start, first_end = found[0]
-        begin = max(0, start - size // 3)
-        if begin:
-            space = source.find(" ", begin, start)
-            begin = space + 1 if space >= 0 else begin
-        end = min(len(source), begin + size)
-        if end < len(source):
-            space = source.rfind(" ", max(first_end, begin), end)
-            end = space if space > 0 else end
-        lead = "…" if begin else ""
-        trail = "…" if end < len(source) else ""
-        shift = len(lead) - begin
-        marks = tuple((a + shift, b + shift) for a, b in found if a >= begin and b <= end)
-        window = lead + source[begin:end].replace("\n", " ") + trail
-        return window, marks
+        # Every token takes at least two characters with its separator, so only occurrences
+        # this close to the first one can fall inside the window: look up just their offsets.
+        first = occurrences[0][0]
+        nearby = [o for o in occurrences if o[0] <= first + size // 2 + 1]
+        found = [(text.span(a)[0], text.span(b)[1]) for a, b in nearby]
+        key = (field, found[0])
+        cut = doc.windows.get(key)
+        if cut is None:
+            cut = _window(text.text, *found[0], size)
+            doc.windows[key] = cut
+        window, begin, end, shift = cut
+        return window, tuple((a + shift, b + shift) for a, b in found if a >= begin and b <= end)
     title = doc.article.title
     return title[:size], ()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from alerts.analysis import analyse, fold, stem, tokenize
 
@@ -66,3 +68,18 @@ def test_compatibility_characters_split_into_tokens_sharing_a_span() -> None:
 
 def test_empty_text() -> None:
     assert len(analyse("  — … ")) == 0
+
+
+@given(
+    st.lists(
+        st.sampled_from(["oil", "toil", "oil-oil", "Café", "½", "нефть", "—", "x", "\n", "oils"]),
+        max_size=30,
+    )
+)
+def test_span_lookup_agrees_with_the_full_walk(words: list[str]) -> None:
+    text = " ".join(words)
+    walked = analyse(text).spans
+    looked_up = analyse(text)
+    assert [looked_up.span(i) for i in range(len(walked))] == list(walked)
+    for start, end in walked:
+        assert analyse(text[start:end]).forms
