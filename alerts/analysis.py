@@ -255,7 +255,9 @@ class AnalysedText:
         if position < len(self._spans):
             return self._spans[position]
         self._span_lookups += 1
-        if self._span_lookups <= _WALK_AFTER and len(self._words) == len(self.stems):
+        # The line has one space more than tokens: a cheap count, no split.
+        one_to_one = len(self._words) == self.stem_line.count(" ") - 1
+        if self._span_lookups <= _WALK_AFTER and one_to_one:
             return self._word_span(position)
         return self._walk(position)
 
