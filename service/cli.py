@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, TypeVar
@@ -28,6 +29,14 @@ app.add_typer(keys_app, name="keys")
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def configure_logging(settings: Settings) -> None:
+    """Key=value log lines on stderr, at the configured level."""
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 def _run(factory: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
@@ -96,6 +105,7 @@ def serve(
         err_console.print("--role must be api, worker or all")
         raise typer.Exit(2)
     settings = load_settings()
+    configure_logging(settings)
     chosen: Role = role  # type: ignore[assignment]
     if chosen == "worker":
         asyncio.run(_worker(settings))

@@ -7,7 +7,7 @@ whatever else registered metrics.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -37,9 +37,4 @@ DELIVERIES = Counter(
 )
 TICK_SECONDS = Histogram(
     "dealwatch_tick_seconds", "Duration of one worker tick.", registry=REGISTRY
-)
-POLL_LAG = Gauge(
-    "dealwatch_poll_lag_seconds",
-    "How late the most overdue claimed source was at the last tick.",
-    registry=REGISTRY,
 )

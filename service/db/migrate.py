@@ -9,12 +9,19 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-MIGRATIONS = Path(__file__).resolve().parent.parent.parent / "migrations"
+_CHECKOUT_MIGRATIONS = Path(__file__).resolve().parent.parent.parent / "migrations"
+
+
+def migrations_dir() -> Path:
+    """The Alembic folder: the checkout's, else ``./migrations`` (an installed package, Docker)."""
+    if _CHECKOUT_MIGRATIONS.is_dir():
+        return _CHECKOUT_MIGRATIONS
+    return Path.cwd() / "migrations"
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("script_location", str(migrations_dir()))
     if connection is not None:
         config.attributes["connection"] = connection
     return config

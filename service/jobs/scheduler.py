@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -54,11 +55,12 @@ def sqlite_worker_lock(database_url: str) -> Iterator[None]:
         os.close(fd)
 
 
-async def _safe_tick(resources: Resources, poller: Poller) -> None:
-    try:
-        await tick(resources, poller)
-    except Exception:  # the ticker's boundary: log and let the next tick try again
-        log.exception("tick failed")
+async def _safe_tick(resources: Resources, poller: Poller, running: asyncio.Lock) -> None:
+    async with running:
+        try:
+            await tick(resources, poller)
+        except Exception:  # the ticker's boundary: log and let the next tick try again
+            log.exception("tick failed")
 
 
 @asynccontextmanager
@@ -66,24 +68,29 @@ async def running_scheduler(resources: Resources) -> AsyncIterator[AsyncIOSchedu
     """Run the tick every ``poll.tick_seconds`` while the context is open."""
     with sqlite_worker_lock(resources.settings.database.url):
         scheduler = AsyncIOScheduler()
+        running = asyncio.Lock()
         scheduler.add_job(
             _safe_tick,
             "interval",
             seconds=resources.settings.poll.tick_seconds,
-            args=[resources, Poller(resources)],
+            args=[resources, Poller(resources), running],
             id=TICK_JOB_ID,
             replace_existing=True,
             coalesce=True,
             max_instances=1,
-            next_run_time=resources.clock(),
+            # APScheduler runs on wall-clock time, not the injectable clock: a next_run_time
+            # in the (simulated) past would make it enumerate every missed run since then.
+            next_run_time=datetime.now(UTC),
         )
         scheduler.start()
         try:
             yield scheduler
         finally:
-            scheduler.shutdown(wait=False)
-            # Let a tick that is mid-flight finish its current unit cleanly.
-            await asyncio.sleep(0)
+            # Stop new ticks, let one that is mid-flight finish (shutdown would cancel it
+            # mid-transaction), then stop.
+            scheduler.pause()
+            async with running:
+                scheduler.shutdown(wait=False)
 
 
 async def run_worker(resources: Resources, stop: asyncio.Event) -> None:
