@@ -435,6 +435,21 @@ def _join_present(node: And | Or, patterns: list[int]) -> _Predicate:
     return lambda c, d: not items.isdisjoint(c)
 
 
+def _cost_rank(node: Node) -> int:
+    """Order AND children cheapest first so a failing candidate is dropped early.
+
+    Metadata tests are set look-ups, plain words one dict look-up; groups cost more and
+    proximity needs positions. AND has no side effects, so the order is free.
+    """
+    if isinstance(node, Meta):
+        return 0
+    if isinstance(node, Term | Prefix) or (isinstance(node, Phrase) and not node.slop):
+        return 1
+    if isinstance(node, Or | And | Not):
+        return 2
+    return 3
+
+
 def _mask(field: TextField | None) -> int:
     if field == "title":
         return _TITLE_MASK
@@ -461,7 +476,10 @@ class _Compiler:
             plain = [self._plain(child) for child in node.children]
             if all(pattern is not None for pattern in plain):
                 return _join_present(node, [p for p in plain if p is not None])
-            return _join(node, [self.predicate(child) for child in node.children])
+            children = node.children
+            if isinstance(node, And):
+                children = tuple(sorted(children, key=_cost_rank))
+            return _join(node, [self.predicate(child) for child in children])
         if isinstance(node, Not):
             inner = self.predicate(node.child)
             return lambda c, d: not inner(c, d)
