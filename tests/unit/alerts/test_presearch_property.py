@@ -45,6 +45,11 @@ leaf = st.one_of(
     st.tuples(st.sampled_from(["title:", "body:"]), word).map("".join),
     st.sampled_from(["country:PK", "country:RU", "tier:official", "lang:ru", "domain:gov.pk"]),
     st.tuples(word, st.integers(0, 5), word).map(lambda t: f"{t[0]} NEAR/{t[1]} {t[2]}"),
+    st.tuples(word, word, st.integers(0, 4), st.sampled_from(PREFIXES)).map(
+        lambda t: f'title:(("{t[0]} {t[1]}" OR {t[3]}) NEAR/{t[2]} {t[0]})'
+    ),
+    st.lists(word, min_size=2, max_size=3).map(lambda ws: '="' + " ".join(ws) + '"'),
+    st.lists(word, min_size=2, max_size=2).map(lambda ws: 'body:"' + " ".join(ws) + '"~2'),
 )
 
 
