@@ -15,6 +15,7 @@ article (an English lead quoting a Russian title) still matches both kinds of ru
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import unicodedata
@@ -27,6 +28,7 @@ __all__ = [
     "AnalysedText",
     "Token",
     "analyse",
+    "analyse_words",
     "fold",
     "stem",
     "tokenize",
@@ -333,6 +335,16 @@ def analyse(text: str) -> AnalysedText:
         The analysed text. Positions count tokens from 0.
     """
     return AnalysedText(text, _space_separators(text))
+
+
+@functools.lru_cache(maxsize=65_536)
+def analyse_words(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Return the folded forms and the stems of a short text, such as a word of a query.
+
+    Cached: rule sets repeat the same words thousands of times.
+    """
+    analysed = analyse(text)
+    return analysed.forms, analysed.stems
 
 
 def _space_separators(text: str) -> str:

@@ -379,6 +379,7 @@ class _Patterns:
     def __init__(self) -> None:
         self.ids: dict[tuple[int, str], int] = {}
         self.keys: list[tuple[int, str]] = []
+        self.by_leaf: dict[int, tuple[Leaf, int]] = {}
 
     def get(self, space: int, key: str) -> int:
         found = self.ids.get((space, key))
@@ -389,6 +390,16 @@ class _Patterns:
         return found
 
     def leaf(self, leaf: Leaf) -> int:
+        # Compiling a rule asks for the same leaf several times (predicate, anchors,
+        # scoring, highlights); remember the answer by identity while its rule is compiled.
+        known = self.by_leaf.get(id(leaf))
+        if known is not None and known[0] is leaf:
+            return known[1]
+        found = self._leaf(leaf)
+        self.by_leaf[id(leaf)] = (leaf, found)
+        return found
+
+    def _leaf(self, leaf: Leaf) -> int:
         if isinstance(leaf, Prefix):
             return self.get(_FORMS, " " + leaf.prefix)
         space = _FORMS if leaf.exact else _STEMS

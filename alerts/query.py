@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
 
-from alerts.analysis import analyse
+from alerts.analysis import analyse_words
 from alerts.exceptions import InvalidRuleError
 from alerts.types import TIERS
 
@@ -382,8 +382,8 @@ class _Parser:
         raw = lexeme.value
         if lexeme.kind == "WORD" and "*" in raw:
             return self.prefix(lexeme, field)
-        analysed = analyse(raw)
-        tokens = analysed.forms if exact else analysed.stems
+        forms, stems = analyse_words(raw)
+        tokens = forms if exact else stems
         shown = f'"{raw}"' if lexeme.kind == "PHRASE" else raw
         if exact:
             shown = "=" + shown
@@ -405,7 +405,7 @@ class _Parser:
         star = raw.index("*")
         if star != len(raw) - 1:
             raise _error(self.text, lexeme.pos + star, "'*' is only allowed at the end", "letters")
-        forms = analyse(raw[:-1]).forms
+        forms = analyse_words(raw[:-1])[0]
         if len(forms) != 1:
             raise _error(self.text, lexeme.pos, "a prefix must be one word", "one word before '*'")
         if len(forms[0]) < MIN_PREFIX:
