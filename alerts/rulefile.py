@@ -34,9 +34,9 @@ _KNOWN_KEYS: Final = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RuleDefinition:
-    """One rule as written in a rules file."""
+    """One rule as written in a rules file. Keyword-only, so field order never matters."""
 
     id: str
     query: str
