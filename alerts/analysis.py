@@ -15,6 +15,7 @@ article (an English lead quoting a Russian title) still matches both kinds of ru
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import unicodedata
@@ -27,6 +28,7 @@ __all__ = [
     "AnalysedText",
     "Token",
     "analyse",
+    "analyse_words",
     "fold",
     "stem",
     "tokenize",
@@ -51,11 +53,19 @@ def _mark_ranges() -> str:
 
 
 _MARKS: Final = _mark_ranges()
-# A token is a run of letters/digits, with combining marks allowed inside it: Arabic-script
-# harakat and decomposed Latin accents are category M, which ``\w`` does not include.
-_TOKEN_RE: Final = re.compile(f"(?:[^\\W_]|[{_MARKS}])+")
 _WORD_RE: Final = re.compile(r"[^\W_]+")
+# Characters that always separate words: punctuation, spaces, symbols and controls. Letters,
+# digits, combining marks and format characters (the ZWNJ inside Urdu words) are kept.
+_SEPARATORS: Final = frozenset(
+    chr(code)
+    for code in range(0x20000)
+    if unicodedata.category(chr(code))[0] in "PZS" or unicodedata.category(chr(code)) == "Cc"
+) | {"_"}
 _MARK_RE: Final = re.compile(f"[{_MARKS}]+")
+_ASCII_SEPARATORS: Final = {ord(char): " " for char in _SEPARATORS if ord(char) < 128}
+# The non-ASCII punctuation of most English news text; removing it first lets most articles
+# take the fast ASCII path.
+_COMMON_NON_ASCII: Final = "\u2019\u2018\u201c\u201d\u2014\u2013\u2026\u00a0\u00ab\u00bb"
 
 
 # Arabic and Urdu keyboards produce different code points for the same letters (yeh, kaf);
@@ -70,6 +80,9 @@ _CYRILLIC_RE: Final = re.compile("[\u0400-\u04ff]")
 _LATIN_RE: Final = re.compile("[a-z]")
 
 _CACHE_LIMIT: Final = 200_000
+_INDEX_AFTER: Final = 6
+# Direct span look-ups before walking the whole text once (a walk costs about 40 look-ups).
+_WALK_AFTER: Final = 12
 
 
 def fold(text: str) -> str:
@@ -115,19 +128,39 @@ def stem(form: str) -> str:
     return form
 
 
-_token_cache: dict[str, tuple[tuple[str, str], ...]] = {}
+# Raw word -> its space-joined forms, and raw word -> its space-joined stems. Two flat maps
+# let ``analyse`` build a line with one C-level ``map`` and ``join``.
+_form_cache: dict[str, str] = {}
+_stem_cache: dict[str, str] = {}
 
 
-def _analyse_word(raw: str) -> tuple[tuple[str, str], ...]:
-    """Return ``(form, stem)`` pairs for one raw token (NFKC may split it, e.g. ``½``)."""
-    cached = _token_cache.get(raw)
-    if cached is not None:
-        return cached
-    result = tuple((form, stem(form)) for form in _WORD_RE.findall(fold(raw)))
-    if len(_token_cache) >= _CACHE_LIMIT:
-        _token_cache.clear()
-    _token_cache[sys.intern(raw)] = result
-    return result
+def _analyse_word(raw: str) -> tuple[str, str]:
+    """Return the space-joined forms and stems of one raw word, and cache them.
+
+    NFKC may split a word (``½`` -> ``1 2``) or leave nothing of it (``©`` -> ``""``).
+    """
+    forms = _WORD_RE.findall(fold(raw))
+    form_text = " ".join(forms)
+    stem_text = " ".join(stem(form) for form in forms)
+    if len(_stem_cache) >= _CACHE_LIMIT:
+        _form_cache.clear()
+        _stem_cache.clear()
+    raw = sys.intern(raw)
+    _form_cache[raw] = form_text
+    _stem_cache[raw] = stem_text
+    return form_text, stem_text
+
+
+def _joined(words: list[str], cache: dict[str, str], which: int) -> str:
+    parts = list(map(cache.get, words))
+    if None in parts:
+        parts = [
+            part if part is not None else _analyse_word(word)[which]
+            for part, word in zip(parts, words, strict=True)
+        ]
+    line = " " + " ".join(parts) + " "  # type: ignore[arg-type]
+    # A word that analyses to nothing (a lone format character) leaves a double space.
+    return line if "  " not in line else " " + " ".join(line.split()) + " "
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,17 +180,149 @@ class Token:
     end: int
 
 
-@dataclass(frozen=True, slots=True)
 class AnalysedText:
-    """A text split into tokens; index ``i`` of each tuple describes token position ``i``."""
+    """A text split into tokens; index ``i`` of each sequence describes token position ``i``.
 
-    text: str
-    forms: tuple[str, ...]
-    stems: tuple[str, ...]
-    spans: tuple[tuple[int, int], ...]
+    ``form_line`` and ``stem_line`` are the tokens joined by single spaces, padded with a
+    space at both ends, ready for whole-token substring search. Everything but ``stem_line``
+    (forms, tuples, character spans) is computed on first use: most articles never need it.
+    """
+
+    __slots__ = (
+        "_cursor",
+        "_form_index",
+        "_form_line",
+        "_forms",
+        "_lookups",
+        "_spaced",
+        "_span_lookups",
+        "_spans",
+        "_stem_index",
+        "_stems",
+        "_words",
+        "stem_line",
+        "text",
+    )
+
+    def __init__(self, text: str, spaced: str) -> None:
+        self.text = text
+        self._spaced = spaced
+        words = spaced.split()
+        self._words = words
+        self.stem_line = _joined(words, _stem_cache, 1)
+        self._form_line: str | None = None
+        self._forms: tuple[str, ...] | None = None
+        self._stems: tuple[str, ...] | None = None
+        self._spans: list[tuple[int, int]] = []
+        self._cursor = (0, 0)
+        self._form_index: dict[str, list[int]] | None = None
+        self._lookups = 0
+        self._span_lookups = 0
+        self._stem_index: dict[str, list[int]] | None = None
+
+    @property
+    def form_line(self) -> str:
+        """Folded forms joined by single spaces, padded with a space at both ends."""
+        if self._form_line is None:
+            self._form_line = _joined(self._words, _form_cache, 0)
+        return self._form_line
+
+    @property
+    def forms(self) -> tuple[str, ...]:
+        """Folded forms by position."""
+        if self._forms is None:
+            self._forms = tuple(self.form_line.split())
+        return self._forms
+
+    @property
+    def stems(self) -> tuple[str, ...]:
+        """Stems by position."""
+        if self._stems is None:
+            self._stems = tuple(self.stem_line.split())
+        return self._stems
+
+    @property
+    def spans(self) -> tuple[tuple[int, int], ...]:
+        """``(start, end)`` character offsets in ``text`` by position."""
+        if self._words:
+            self._walk(len(self.forms) - 1)
+        return tuple(self._spans)
+
+    def span(self, position: int) -> tuple[int, int]:
+        """Return the ``(start, end)`` character offsets of the token at ``position``.
+
+        Offsets are found word by word only as far as needed: snippets usually look at the
+        first few hundred characters of a long body.
+        """
+        if position < len(self._spans):
+            return self._spans[position]
+        self._span_lookups += 1
+        # The line has one space more than tokens: a cheap count, no split.
+        one_to_one = len(self._words) == self.stem_line.count(" ") - 1
+        if self._span_lookups <= _WALK_AFTER and one_to_one:
+            return self._word_span(position)
+        return self._walk(position)
+
+    def _walk(self, position: int) -> tuple[int, int]:
+        spans = self._spans
+        if position >= len(spans):
+            text = self.text
+            words = self._words
+            index, cursor = self._cursor
+            while position >= len(spans) and index < len(words):
+                word = words[index]
+                start = text.find(word, cursor)
+                cursor = start + len(word)
+                forms = _form_cache.get(word)
+                if forms is None:
+                    forms = _analyse_word(word)[0]
+                spans.extend([(start, cursor)] * len(forms.split()))
+                index += 1
+            self._cursor = (index, cursor)
+        return spans[position]
+
+    def _word_span(self, position: int) -> tuple[int, int]:
+        # Every word is one token here, so the token is the word at ``position``: find its
+        # n-th whole-word occurrence in the spaced text (same offsets as ``text``) with C-level
+        # searches instead of walking every word before it.
+        word = self._words[position]
+        seen = self._words[:position].count(word)
+        padded = " " + self._spaced + " "
+        needle = f" {word} "
+        index = -1
+        start = 0
+        for _ in range(seen + 1):
+            index = padded.find(needle, start)
+            start = index + len(word) + 1
+        return index, index + len(word)
+
+    def positions(self, token: str, *, exact: bool = False) -> list[int]:
+        """Return the positions of ``token`` (a stem, or a form when ``exact``), ascending."""
+        index = self._form_index if exact else self._stem_index
+        tokens = self.forms if exact else self.stems
+        if index is None:
+            # A scan is cheaper than building the index for the first few look-ups.
+            self._lookups += 1
+            if self._lookups < _INDEX_AFTER:
+                return [i for i, value in enumerate(tokens) if value == token]
+            index = {}
+            for position, value in enumerate(tokens):
+                found = index.get(value)
+                if found is None:
+                    index[value] = [position]
+                else:
+                    found.append(position)
+            if exact:
+                self._form_index = index
+            else:
+                self._stem_index = index
+        return index.get(token, [])
 
     def __len__(self) -> int:
         return len(self.forms)
+
+    def __repr__(self) -> str:
+        return f"AnalysedText({self.text!r}, forms={self.forms!r}, stems={self.stems!r})"
 
 
 def analyse(text: str) -> AnalysedText:
@@ -169,16 +334,33 @@ def analyse(text: str) -> AnalysedText:
     Returns:
         The analysed text. Positions count tokens from 0.
     """
-    forms: list[str] = []
-    stems: list[str] = []
-    spans: list[tuple[int, int]] = []
-    for match in _TOKEN_RE.finditer(text):
-        span = match.span()
-        for form, stemmed in _analyse_word(match.group()):
-            forms.append(form)
-            stems.append(stemmed)
-            spans.append(span)
-    return AnalysedText(text, tuple(forms), tuple(stems), tuple(spans))
+    return AnalysedText(text, _space_separators(text))
+
+
+@functools.lru_cache(maxsize=65_536)
+def analyse_words(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Return the folded forms and the stems of a short text, such as a word of a query.
+
+    Cached: rule sets repeat the same words thousands of times.
+    """
+    analysed = analyse(text)
+    return analysed.forms, analysed.stems
+
+
+def _space_separators(text: str) -> str:
+    """Return ``text`` with every separator character replaced by a space (same length)."""
+    if not text.isascii():
+        for char in _COMMON_NON_ASCII:
+            if char in text:
+                text = text.replace(char, " ")
+        if not text.isascii():
+            # str.translate is slow on non-ASCII text; replacing only the separators
+            # present is several times faster, and keeps every word a substring of ``text``.
+            for char in _SEPARATORS.intersection(set(text)):
+                if char != " ":
+                    text = text.replace(char, " ")
+            return text
+    return text.translate(_ASCII_SEPARATORS)
 
 
 def tokenize(text: str) -> list[Token]:

@@ -21,9 +21,9 @@ number of rules. :func:`evaluate` is the brute-force reference used by the tests
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 import ahocorasick
 
@@ -57,6 +57,8 @@ _BODY_MASK: Final = ~_TITLE_MASK
 _BODY_ONE: Final = 1 << _SHIFT
 _STEMS: Final = 0
 _FORMS: Final = 1
+_Key = TypeVar("_Key", str, int)
+_Located = dict[int, list[tuple[int, int]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +69,14 @@ class MatchOptions:
         title_weight: weight of a term occurrence in the title.
         body_weight: weight of a term occurrence in the body.
         snippet_chars: target length of a snippet in characters.
+        snippets: build snippets and highlights; backtests that only count matches turn
+            this off and get empty snippets.
     """
 
     title_weight: float = 2.0
     body_weight: float = 1.0
     snippet_chars: int = 200
+    snippets: bool = True
 
 
 # --- positions (shared by the brute-force evaluator and the compiled predicates) ----------
@@ -81,53 +86,70 @@ def _occurrences(text: AnalysedText, leaf: Leaf) -> list[tuple[int, int]]:
     """Return ``(first, last)`` token positions of every occurrence of ``leaf`` in ``text``."""
     if isinstance(leaf, Prefix):
         return [(i, i) for i, form in enumerate(text.forms) if form.startswith(leaf.prefix)]
-    tokens = text.forms if leaf.exact else text.stems
     if isinstance(leaf, Term):
-        return [(i, i) for i, token in enumerate(tokens) if token == leaf.token]
+        return [(i, i) for i in text.positions(leaf.token, exact=leaf.exact)]
+    tokens = text.forms if leaf.exact else text.stems
     if leaf.slop == 0:
         size = len(leaf.tokens)
-        first = leaf.tokens[0]
         return [
             (i, i + size - 1)
-            for i, token in enumerate(tokens)
-            if token == first and tokens[i : i + size] == leaf.tokens
+            for i in text.positions(leaf.tokens[0], exact=leaf.exact)
+            if tokens[i : i + size] == leaf.tokens
         ]
-    return _sloppy(tokens, leaf.tokens, leaf.slop)
+    return _sloppy(text, leaf)
 
 
-def _sloppy(tokens: Sequence[str], wanted: tuple[str, ...], slop: int) -> list[tuple[int, int]]:
-    """Return windows where every token of ``wanted`` occurs within ``slop`` words, any order.
+def _sloppy(text: AnalysedText, leaf: Phrase) -> list[tuple[int, int]]:
+    """Return windows where every word of ``leaf`` occurs within ``leaf.slop`` words, any order.
 
-    Repeated words must occur as many times as they are repeated in ``wanted``.
+    Repeated words must occur as many times as they are repeated in the phrase.
     """
     need: dict[str, int] = {}
-    for token in wanted:
+    for token in leaf.tokens:
         need[token] = need.get(token, 0) + 1
-    positions = [i for i, token in enumerate(tokens) if token in need]
+    located = sorted(
+        (position, token) for token in need for position in text.positions(token, exact=leaf.exact)
+    )
+    return _windows(located, need, len(leaf.tokens), leaf.slop)
+
+
+def _windows(
+    located: list[tuple[int, _Key]], need: dict[_Key, int], total: int, slop: int
+) -> list[tuple[int, int]]:
+    """Return ``(first, last)`` windows of at most ``slop`` words holding every needed word.
+
+    Args:
+        located: ``(position, word)`` pairs sorted by position.
+        need: how many times each word must occur in a window.
+        total: the sum of ``need``.
+        slop: the largest allowed ``last - first``.
+    """
     found: list[tuple[int, int]] = []
-    for a, start in enumerate(positions):
-        have: dict[str, int] = {}
-        missing = len(wanted)
-        for pos in positions[a:]:
-            if pos - start > slop:
+    for a, (start, _word) in enumerate(located):
+        have: dict[_Key, int] = {}
+        missing = total
+        for position, word in located[a:]:
+            if position - start > slop:
                 break
-            token = tokens[pos]
-            if have.get(token, 0) < need[token]:
-                have[token] = have.get(token, 0) + 1
+            if have.get(word, 0) < need[word]:
+                have[word] = have.get(word, 0) + 1
                 missing -= 1
                 if missing == 0:
-                    found.append((start, pos))
+                    found.append((start, position))
                     break
     return found
 
 
-def _near(
-    text: AnalysedText, left: tuple[Leaf, ...], right: tuple[Leaf, ...], distance: int
-) -> bool:
-    lefts = [span for leaf in left for span in _occurrences(text, leaf)]
+def _near(doc: _Doc, field: TextField, node: Near) -> bool:
+    lefts = [span for leaf in node.left for span in doc.occurrences(field, leaf)]
     if not lefts:
         return False
-    rights = [span for leaf in right for span in _occurrences(text, leaf)]
+    rights = [span for leaf in node.right for span in doc.occurrences(field, leaf)]
+    return _close(lefts, rights, node.distance)
+
+
+def _close(lefts: list[tuple[int, int]], rights: list[tuple[int, int]], distance: int) -> bool:
+    """Return whether some left and some right occurrence are within ``distance`` words."""
     return any(
         max(r_first - l_last, l_first - r_last) <= distance
         for l_first, l_last in lefts
@@ -135,14 +157,8 @@ def _near(
     )
 
 
-def _field_texts(
-    field: TextField | None, title: AnalysedText, body: AnalysedText
-) -> tuple[AnalysedText, ...]:
-    if field == "title":
-        return (title,)
-    if field == "body":
-        return (body,)
-    return (title, body)
+def _fields(field: TextField | None) -> tuple[TextField, ...]:
+    return ("title", "body") if field is None else (field,)
 
 
 def _near_fields(node: Near) -> tuple[TextField, ...]:
@@ -157,14 +173,57 @@ def _near_fields(node: Near) -> tuple[TextField, ...]:
 class _Doc:
     """One article prepared for matching: analysed fields, pattern counts, lazy metadata."""
 
-    __slots__ = ("_meta", "article", "body", "counts", "title")
+    __slots__ = (
+        "_locate",
+        "_located",
+        "_meta",
+        "_occurrences",
+        "article",
+        "body",
+        "counts",
+        "scores",
+        "title",
+        "windows",
+    )
 
-    def __init__(self, article: Article, counts: dict[int, int]) -> None:
+    def __init__(
+        self,
+        article: Article,
+        counts: dict[int, int],
+        locate: Callable[[AnalysedText], _Located] | None = None,
+    ) -> None:
         self.article = article
         self.title = analyse(article.title)
         self.body = analyse(article.body)
         self.counts = counts
+        self.scores: dict[int, float] = {}
+        # Snippet windows by (field, first highlighted span): rules that start at the same
+        # word share the text and differ only in highlights.
+        self.windows: dict[tuple[str, tuple[int, int]], tuple[str, int, int, int]] = {}
+        self._locate = locate
+        self._located: dict[str, _Located] = {}
         self._meta: dict[str, frozenset[str]] = {}
+        # Keyed by (field, id(leaf)): hashing the frozen dataclasses costs more than the
+        # look-up saves, and the leaves outlive the document (they belong to the rules).
+        self._occurrences: dict[tuple[str, int], list[tuple[int, int]]] = {}
+
+    def located(self, field: TextField) -> _Located:
+        """Return pattern id -> ``(first, last)`` positions in ``field``, from the automaton."""
+        found = self._located.get(field)
+        if found is None:
+            assert self._locate is not None, "only matcher documents locate patterns"
+            found = self._locate(self.text(field))
+            self._located[field] = found
+        return found
+
+    def occurrences(self, field: TextField, leaf: Leaf) -> list[tuple[int, int]]:
+        """Return ``(first, last)`` positions of ``leaf`` in ``field``, computed once."""
+        key = (field, id(leaf))
+        found = self._occurrences.get(key)
+        if found is None:
+            found = _occurrences(self.text(field), leaf)
+            self._occurrences[key] = found
+        return found
 
     def text(self, field: TextField) -> AnalysedText:
         return self.title if field == "title" else self.body
@@ -213,11 +272,8 @@ def _evaluate(node: Node, doc: _Doc) -> bool:
     if isinstance(node, Meta):
         return _meta_matches(node, doc.meta(node.field))
     if isinstance(node, Near):
-        return any(
-            _near(doc.text(field), node.left, node.right, node.distance)
-            for field in _near_fields(node)
-        )
-    return any(_occurrences(text, node) for text in _field_texts(node.field, doc.title, doc.body))
+        return any(_near(doc, field, node) for field in _near_fields(node))
+    return any(doc.occurrences(field, node) for field in _fields(node.field))
 
 
 def evaluate(query: Query, article: Article) -> bool:
@@ -227,6 +283,15 @@ def evaluate(query: Query, article: Article) -> bool:
     (every leaf scans the tokens) and meant for tests and one-off checks.
     """
     return _evaluate(query.root, _Doc(article, {}))
+
+
+def _term_score(title_count: int, body_count: int, options: MatchOptions) -> float:
+    value = 0.0
+    if title_count:
+        value += options.title_weight * (1.0 + math.log(title_count))
+    if body_count:
+        value += options.body_weight * (1.0 + math.log(body_count))
+    return value
 
 
 def score_leaves(
@@ -239,10 +304,7 @@ def score_leaves(
     """
     total = 0.0
     for title_count, body_count in leaves:
-        if title_count:
-            total += options.title_weight * (1.0 + math.log(title_count))
-        if body_count:
-            total += options.body_weight * (1.0 + math.log(body_count))
+        total += _term_score(title_count, body_count, options)
     return round(total, 4)
 
 
@@ -255,9 +317,10 @@ def brute_force_match(
     presearcher's counts. Used by tests to check :class:`Matcher` against the reference.
     """
     doc = _Doc(article, {})
+    # Parse every rule first: the document caches by leaf identity, so leaves must live on.
+    parsed = [(rule, parse_query(rule.query)) for rule in rules]
     matched: list[str] = []
-    for rule in rules:
-        query = parse_query(rule.query)
+    for rule, query in parsed:
         if not _evaluate(query.root, doc):
             continue
         counts: dict[tuple[object, ...], tuple[int, int]] = {}
@@ -293,7 +356,9 @@ def _score_parts(leaf: Leaf) -> tuple[Leaf, ...]:
 
 # --- the presearcher ----------------------------------------------------------------------
 
-_Predicate = Callable[[_Doc], bool]
+# Predicates take the document's pattern counts (the hot input) and the document itself
+# (for metadata and positions) and return something truthy when the rule matches.
+_Predicate = Callable[[dict[int, int], _Doc], object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,8 +366,11 @@ class _Rule:
     spec: RuleSpec
     query: Query
     predicate: _Predicate
-    # (pattern id, field mask, text as written) for every positive leaf: scoring and "why".
-    scored: tuple[tuple[int, int, str], ...]
+    # (pattern id, field mask, text as written, memo key) for every positive leaf: scoring
+    # and "why".
+    scored: tuple[tuple[int, int, str, int], ...]
+    # (pattern id, field scope) of every positive leaf, for snippet highlights.
+    highlight: tuple[tuple[int, TextField | None], ...]
 
 
 class _Patterns:
@@ -311,6 +379,7 @@ class _Patterns:
     def __init__(self) -> None:
         self.ids: dict[tuple[int, str], int] = {}
         self.keys: list[tuple[int, str]] = []
+        self.by_leaf: dict[int, tuple[Leaf, int]] = {}
 
     def get(self, space: int, key: str) -> int:
         found = self.ids.get((space, key))
@@ -321,6 +390,16 @@ class _Patterns:
         return found
 
     def leaf(self, leaf: Leaf) -> int:
+        # Compiling a rule asks for the same leaf several times (predicate, anchors,
+        # scoring, highlights); remember the answer by identity while its rule is compiled.
+        known = self.by_leaf.get(id(leaf))
+        if known is not None and known[0] is leaf:
+            return known[1]
+        found = self._leaf(leaf)
+        self.by_leaf[id(leaf)] = (leaf, found)
+        return found
+
+    def _leaf(self, leaf: Leaf) -> int:
         if isinstance(leaf, Prefix):
             return self.get(_FORMS, " " + leaf.prefix)
         space = _FORMS if leaf.exact else _STEMS
@@ -331,6 +410,55 @@ class _Patterns:
     def words(self, leaf: Phrase) -> list[int]:
         space = _FORMS if leaf.exact else _STEMS
         return [self.get(space, f" {token} ") for token in leaf.tokens]
+
+
+def _join(node: And | Or, parts: list[_Predicate]) -> _Predicate:
+    """Combine child predicates; small arities get closures without a generator."""
+    both = isinstance(node, And)
+    if len(parts) == 2:
+        a, b = parts
+        if both:
+            return lambda c, d: a(c, d) and b(c, d)
+        return lambda c, d: a(c, d) or b(c, d)
+    if len(parts) == 3:
+        a, b, e = parts
+        if both:
+            return lambda c, d: a(c, d) and b(c, d) and e(c, d)
+        return lambda c, d: a(c, d) or b(c, d) or e(c, d)
+    items = tuple(parts)
+    if both:
+        return lambda c, d: all(part(c, d) for part in items)
+    return lambda c, d: any(part(c, d) for part in items)
+
+
+def _join_present(node: And | Or, patterns: list[int]) -> _Predicate:
+    """Combine unscoped word tests: a pattern in the counts occurs somewhere in the article."""
+    items = frozenset(patterns)
+    if isinstance(node, And):
+        return lambda c, d: items.issubset(c)
+    if len(items) <= 4:
+        ordered = tuple(patterns)
+
+        if len(ordered) == 2:
+            first, second = ordered
+            return lambda c, d: first in c or second in c
+        return lambda c, d: any(pattern in c for pattern in ordered)
+    return lambda c, d: not items.isdisjoint(c)
+
+
+def _cost_rank(node: Node) -> int:
+    """Order AND children cheapest first so a failing candidate is dropped early.
+
+    Metadata tests are set look-ups, plain words one dict look-up; groups cost more and
+    proximity needs positions. AND has no side effects, so the order is free.
+    """
+    if isinstance(node, Meta):
+        return 0
+    if isinstance(node, Term | Prefix) or (isinstance(node, Phrase) and not node.slop):
+        return 1
+    if isinstance(node, Or | And | Not):
+        return 2
+    return 3
 
 
 def _mask(field: TextField | None) -> int:
@@ -348,55 +476,76 @@ class _Compiler:
         self.patterns = patterns
         self.weight = weight
 
+    def _plain(self, node: Node) -> int | None:
+        """Return the pattern of a leaf that is a plain presence test in any field, else None."""
+        if isinstance(node, Term | Prefix) or (isinstance(node, Phrase) and not node.slop):
+            return self.patterns.leaf(node) if node.field is None else None
+        return None
+
     def predicate(self, node: Node) -> _Predicate:
-        if isinstance(node, And):
-            parts = tuple(self.predicate(child) for child in node.children)
-            return lambda doc: all(part(doc) for part in parts)
-        if isinstance(node, Or):
-            parts = tuple(self.predicate(child) for child in node.children)
-            return lambda doc: any(part(doc) for part in parts)
+        if isinstance(node, And | Or):
+            plain = [self._plain(child) for child in node.children]
+            if all(pattern is not None for pattern in plain):
+                return _join_present(node, [p for p in plain if p is not None])
+            children = node.children
+            if isinstance(node, And):
+                children = tuple(sorted(children, key=_cost_rank))
+            return _join(node, [self.predicate(child) for child in children])
         if isinstance(node, Not):
             inner = self.predicate(node.child)
-            return lambda doc: not inner(doc)
+            return lambda c, d: not inner(c, d)
         if isinstance(node, Meta):
             meta = node
-            return lambda doc: _meta_matches(meta, doc.meta(meta.field))
+            return lambda c, d: _meta_matches(meta, d.meta(meta.field))
         if isinstance(node, Near):
             return self._near(node)
         if isinstance(node, Phrase) and node.slop:
             return self._sloppy(node)
         pattern = self.patterns.leaf(node)
+        if node.field is None:
+            return lambda c, d: pattern in c
         mask = _mask(node.field)
-        return lambda doc: bool(doc.counts.get(pattern, 0) & mask)
+        return lambda c, d: c.get(pattern, 0) & mask
 
     def _near(self, node: Near) -> _Predicate:
         fields = _near_fields(node)
         left_ids = [self.patterns.leaf(leaf) for leaf in node.left]
         right_ids = [self.patterns.leaf(leaf) for leaf in node.right]
-        left, right, distance = node.left, node.right, node.distance
 
-        def near(doc: _Doc) -> bool:
-            counts = doc.counts
-            if not any(counts.get(i) for i in left_ids) or not any(
-                counts.get(i) for i in right_ids
-            ):
+        distance = node.distance
+
+        def near(counts: dict[int, int], doc: _Doc) -> bool:
+            if not any(i in counts for i in left_ids) or not any(i in counts for i in right_ids):
                 return False
-            return any(_near(doc.text(field), left, right, distance) for field in fields)
+            for field in fields:
+                located = doc.located(field)
+                lefts = [span for i in left_ids for span in located.get(i, ())]
+                if lefts and _close(
+                    lefts, [span for i in right_ids for span in located.get(i, ())], distance
+                ):
+                    return True
+            return False
 
         return near
 
     def _sloppy(self, node: Phrase) -> _Predicate:
         word_ids = self.patterns.words(node)
         mask = _mask(node.field)
-        leaf = node
+        fields = _fields(node.field)
+        need: dict[int, int] = {}
+        for i in word_ids:
+            need[i] = need.get(i, 0) + 1
+        total, slop = len(word_ids), node.slop
 
-        def sloppy(doc: _Doc) -> bool:
-            counts = doc.counts
-            if not all(counts.get(i, 0) & mask for i in word_ids):
+        def sloppy(counts: dict[int, int], doc: _Doc) -> bool:
+            if not all(counts.get(i, 0) & mask for i in need):
                 return False
-            return any(
-                _occurrences(text, leaf) for text in _field_texts(leaf.field, doc.title, doc.body)
-            )
+            for field in fields:
+                located = doc.located(field)
+                spots = sorted((first, i) for i in need for first, _last in located.get(i, ()))
+                if _windows(spots, need, total, slop):
+                    return True
+            return False
 
         return sloppy
 
@@ -430,7 +579,20 @@ class _Compiler:
         keys = self.patterns.keys
         return (sum(self.weight(keys[i]) for i in anchors), len(anchors))
 
-    def scored(self, node: Node) -> tuple[tuple[int, int, str], ...]:
+    def highlight(self, node: Node) -> tuple[tuple[int, TextField | None], ...]:
+        """Return ``(pattern, field scope)`` of the positive leaves (a sloppy phrase's words)."""
+        found: dict[tuple[int, TextField | None], None] = {}
+        for leaf in iter_leaves(node, positive_only=True):
+            if isinstance(leaf, Meta):
+                continue
+            if isinstance(leaf, Phrase) and leaf.slop:
+                for pattern in self.patterns.words(leaf):
+                    found.setdefault((pattern, leaf.field), None)
+            else:
+                found.setdefault((self.patterns.leaf(leaf), leaf.field), None)
+        return tuple(found)
+
+    def scored(self, node: Node) -> tuple[tuple[int, int, str, int], ...]:
         out: dict[tuple[int, int], str] = {}
         for leaf in iter_leaves(node, positive_only=True):
             if isinstance(leaf, Meta):
@@ -441,7 +603,9 @@ class _Compiler:
                     out.setdefault((i, mask), leaf.text)
             else:
                 out.setdefault((self.patterns.leaf(leaf), mask), leaf.text)
-        return tuple((i, mask, text) for (i, mask), text in out.items())
+        # The memo key packs pattern and scope: a pattern scores the same for every rule.
+        scope = {_TITLE_MASK: 0, _BODY_MASK: 1, -1: 2}
+        return tuple((i, mask, text, i * 3 + scope[mask]) for (i, mask), text in out.items())
 
 
 def _default_weight(frequencies: Mapping[str, float]) -> Callable[[tuple[int, str]], float]:
@@ -499,6 +663,7 @@ class Matcher:
         always: tuple[int, ...],
         uses_forms: bool,
         options: MatchOptions,
+        sizes: list[int],
     ) -> None:
         self._rules = rules
         self._automaton = automaton
@@ -506,6 +671,8 @@ class Matcher:
         self._always = always
         self._uses_forms = uses_forms
         self._options = options
+        # Tokens per pattern: turns the end of an automaton hit into a first position.
+        self._sizes = sizes
 
     @classmethod
     def build(
@@ -552,7 +719,15 @@ class Matcher:
                     rule_id=spec.id,
                 ) from exc
             predicate = compiler.predicate(query.root)
-            compiled.append(_Rule(spec, query, predicate, compiler.scored(query.root)))
+            compiled.append(
+                _Rule(
+                    spec,
+                    query,
+                    predicate,
+                    compiler.scored(query.root),
+                    compiler.highlight(query.root),
+                )
+            )
             anchors.append(compiler.anchors(query.root))
 
         index: dict[int, list[int]] = {}
@@ -581,34 +756,70 @@ class Matcher:
             tuple(always),
             uses_forms,
             options,
+            [len(key.split()) for _space, key in patterns.keys],
         )
 
     def __len__(self) -> int:
         return len(self._rules)
+
+    def with_options(self, options: MatchOptions) -> Matcher:
+        """Return a matcher sharing this one's compiled rules, with other scoring options."""
+        return Matcher(
+            self._rules,
+            self._automaton,
+            self._index,
+            self._always,
+            self._uses_forms,
+            options,
+            self._sizes,
+        )
 
     @property
     def always_run(self) -> int:
         """Number of rules without anchors, verified for every article."""
         return len(self._always)
 
+    def _locate(self, text: AnalysedText) -> _Located:
+        """Return pattern id -> ``(first, last)`` token positions of its hits in ``text``."""
+        found: _Located = {}
+        automaton = self._automaton
+        if automaton is None:
+            return found
+        sizes = self._sizes
+        lines = [(text.stem_line, _STEMS)]
+        if self._uses_forms:
+            lines.append((text.form_line, _FORMS))
+        for line, space in lines:
+            spaces = previous = 0
+            for end, patterns in automaton.iter(line):
+                wanted = patterns[space]
+                if not wanted:
+                    continue
+                # Hits come in order of their end; the spaces before the end number the token.
+                spaces += line.count(" ", previous, end)
+                previous = end
+                last = spaces - 1
+                for pattern in wanted:
+                    found.setdefault(pattern, []).append((last - sizes[pattern] + 1, last))
+        return found
+
     def _scan(self, doc: _Doc) -> None:
         automaton = self._automaton
         if automaton is None:
             return
         counts = doc.counts
-        sections = [(doc.title.stems, 1, _STEMS), (doc.body.stems, _BODY_ONE, _STEMS)]
+        title, body = doc.title, doc.body
+        sections = [(title.stem_line, 1, _STEMS), (body.stem_line, _BODY_ONE, _STEMS)]
         if self._uses_forms:
-            sections += [(doc.title.forms, 1, _FORMS), (doc.body.forms, _BODY_ONE, _FORMS)]
-        for tokens, one, space in sections:
-            if not tokens:
-                continue
-            for _end, found in automaton.iter(" " + " ".join(tokens) + " "):
+            sections += [(title.form_line, 1, _FORMS), (body.form_line, _BODY_ONE, _FORMS)]
+        for line, one, space in sections:
+            for _end, found in automaton.iter(line):
                 for pattern in found[space]:
                     counts[pattern] = counts.get(pattern, 0) + one
 
     def candidates(self, article: Article) -> list[str]:
         """Return the ids of the rules the presearch selects for ``article`` (for benchmarks)."""
-        doc = _Doc(article, {})
+        doc = _Doc(article, {}, self._locate)
         self._scan(doc)
         return [self._rules[i].spec.id for i in self._candidate_positions(doc)]
 
@@ -630,32 +841,41 @@ class Matcher:
         Returns:
             One :class:`Match` per matching rule whose score reaches its ``min_score``.
         """
-        doc = _Doc(article, {})
+        doc = _Doc(article, {}, self._locate)
         self._scan(doc)
         counts = doc.counts
+        scores = doc.scores
         options = self._options
         matches: list[Match] = []
         for position in self._candidate_positions(doc):
             rule = self._rules[position]
-            if not rule.predicate(doc):
+            if not rule.predicate(counts, doc):
                 continue
-            pairs: list[tuple[int, int]] = []
-            terms: dict[str, None] = {}
-            for pattern, mask, text in rule.scored:
-                count = counts.get(pattern, 0) & mask
-                if count:
-                    pairs.append((count & _TITLE_MASK, count >> _SHIFT))
-                    terms.setdefault(text, None)
-            score = score_leaves(pairs, options)
+            total = 0.0
+            terms: list[str] = []
+            for pattern, mask, text, key in rule.scored:
+                value = scores.get(key)
+                if value is None:
+                    count = counts.get(pattern, 0) & mask
+                    value = _term_score(count & _TITLE_MASK, count >> _SHIFT, options)
+                    scores[key] = value
+                if value:
+                    total += value
+                    terms.append(text)
+            score = round(total, 4)
             if score < rule.spec.min_score:
                 continue
-            snippet, highlights = _snippet(doc, rule.query, options.snippet_chars)
+            snippet, highlights = (
+                _snippet(doc, rule.highlight, options.snippet_chars)
+                if options.snippets
+                else ("", ())
+            )
             matches.append(
                 Match(
                     rule_id=rule.spec.id,
                     article_id=article.id,
                     score=score,
-                    terms=tuple(terms),
+                    terms=tuple(dict.fromkeys(terms)),
                     snippet=snippet,
                     highlights=highlights,
                 )
@@ -667,41 +887,53 @@ class Matcher:
         return [match for article in articles for match in self.match(article)]
 
 
-def _snippet(doc: _Doc, query: Query, size: int) -> tuple[str, tuple[tuple[int, int], ...]]:
+def _window(source: str, start: int, first_end: int, size: int) -> tuple[str, int, int, int]:
+    """Return the snippet text around ``source[start:first_end]``, its bounds and offset shift."""
+    begin = max(0, start - size // 3)
+    if begin:
+        space = source.find(" ", begin, start)
+        begin = space + 1 if space >= 0 else begin
+    end = min(len(source), begin + size)
+    if end < len(source):
+        space = source.rfind(" ", max(first_end, begin), end)
+        end = space if space > 0 else end
+    lead = "…" if begin else ""
+    trail = "…" if end < len(source) else ""
+    window = lead + source[begin:end].replace("\n", " ") + trail
+    return window, begin, end, len(lead) - begin
+
+
+def _snippet(
+    doc: _Doc, patterns: tuple[tuple[int, TextField | None], ...], size: int
+) -> tuple[str, tuple[tuple[int, int], ...]]:
     """Return a window of the body (or the title) around the first matched term, highlighted."""
-    leaves = [
-        leaf for leaf in iter_leaves(query.root, positive_only=True) if not isinstance(leaf, Meta)
-    ]
     fields: tuple[TextField, ...] = ("body", "title")
     for field in fields:
         if field == "body" and not doc.article.body:
             continue
         text = doc.text(field)
-        spans = sorted(
+        located = doc.located(field)
+        occurrences = sorted(
             {
-                (text.spans[first][0], text.spans[last][1])
-                for leaf in leaves
-                if leaf.field in (None, field)
-                for first, last in _occurrences(text, leaf)
+                occurrence
+                for pattern, scope in patterns
+                if scope in (None, field)
+                for occurrence in located.get(pattern, ())
             }
         )
-        if not spans:
+        if not occurrences:
             continue
-        source = text.text
-        start = spans[0][0]
-        begin = max(0, start - size // 3)
-        if begin:
-            space = source.find(" ", begin, start)
-            begin = space + 1 if space >= 0 else begin
-        end = min(len(source), begin + size)
-        if end < len(source):
-            space = source.rfind(" ", max(spans[0][1], begin), end)
-            end = space if space > 0 else end
-        lead = "…" if begin else ""
-        trail = "…" if end < len(source) else ""
-        shift = len(lead) - begin
-        window = lead + source[begin:end].replace("\n", " ") + trail
-        marks = tuple((a + shift, b + shift) for a, b in spans if a >= begin and b <= end)
-        return window, marks
+        # Every token takes at least two characters with its separator, so only occurrences
+        # this close to the first one can fall inside the window: look up just their offsets.
+        first = occurrences[0][0]
+        nearby = [o for o in occurrences if o[0] <= first + size // 2 + 1]
+        found = [(text.span(a)[0], text.span(b)[1]) for a, b in nearby]
+        key = (field, found[0])
+        cut = doc.windows.get(key)
+        if cut is None:
+            cut = _window(text.text, *found[0], size)
+            doc.windows[key] = cut
+        window, begin, end, shift = cut
+        return window, tuple((a + shift, b + shift) for a, b in found if a >= begin and b <= end)
     title = doc.article.title
     return title[:size], ()

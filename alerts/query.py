@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
 
-from alerts.analysis import analyse
+from alerts.analysis import analyse_words
 from alerts.exceptions import InvalidRuleError
 from alerts.types import TIERS
 
@@ -51,6 +51,7 @@ __all__ = [
     "Query",
     "Term",
     "TextField",
+    "describe",
     "explain",
     "is_positive",
     "iter_leaves",
@@ -222,6 +223,10 @@ def _lex(text: str) -> Iterator[_Lexeme]:
                     )
                 yield _Lexeme("FIELD", name, i)
                 i += field.end()
+                if i < end:
+                    # The value is one word even if it has colons (entity:project:psgp).
+                    yield _Lexeme("WORD", text[i:end], i)
+                    i = end
                 continue
             if word in ("AND", "OR", "NOT"):
                 yield _Lexeme(word, word, i)  # type: ignore[arg-type]
@@ -377,8 +382,8 @@ class _Parser:
         raw = lexeme.value
         if lexeme.kind == "WORD" and "*" in raw:
             return self.prefix(lexeme, field)
-        analysed = analyse(raw)
-        tokens = analysed.forms if exact else analysed.stems
+        forms, stems = analyse_words(raw)
+        tokens = forms if exact else stems
         shown = f'"{raw}"' if lexeme.kind == "PHRASE" else raw
         if exact:
             shown = "=" + shown
@@ -400,7 +405,7 @@ class _Parser:
         star = raw.index("*")
         if star != len(raw) - 1:
             raise _error(self.text, lexeme.pos + star, "'*' is only allowed at the end", "letters")
-        forms = analyse(raw[:-1]).forms
+        forms = analyse_words(raw[:-1])[0]
         if len(forms) != 1:
             raise _error(self.text, lexeme.pos, "a prefix must be one word", "one word before '*'")
         if len(forms[0]) < MIN_PREFIX:

@@ -1,0 +1,5 @@
+"""``python -m bench.match``: see :mod:`bench.match.run`."""
+
+from bench.match.run import main
+
+main()

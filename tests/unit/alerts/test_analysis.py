@@ -1,0 +1,85 @@
+"""Tokenisation, folding and stemming."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from alerts.analysis import analyse, fold, stem, tokenize
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("pipeline", "pipelines"),
+        ("sanction", "sanctions"),
+        ("нефть", "нефти"),
+        ("трубопровод", "трубопровода"),
+        ("Energy", "energies"),
+    ],
+)
+def test_stemming_joins_inflections(a: str, b: str) -> None:
+    assert analyse(a).stems == analyse(b).stems
+
+
+def test_forms_keep_the_inflection() -> None:
+    assert analyse("Pipelines").forms == ("pipelines",)
+
+
+@pytest.mark.parametrize(
+    ("raw", "folded"),
+    [
+        ("Café", "cafe"),
+        ("ÉNERGIE", "energie"),
+        ("Ёлка", "елка"),
+        ("нефтяной", "нефтяной"),
+        ("ﬁre", "fire"),
+        ("Straße", "strasse"),
+        ("نَفْت", "نفت"),
+        ("باكستان", "باکستان"),
+        ("ـپاکستان", "پاکستان"),
+    ],
+)
+def test_fold(raw: str, folded: str) -> None:
+    assert fold(raw) == folded
+
+
+def test_russian_adjective_keeps_short_i_for_the_stemmer() -> None:
+    assert stem(fold("нефтяной")) == stem(fold("нефтяная"))
+
+
+def test_urdu_is_not_stemmed() -> None:
+    assert stem("پاکستان") == "پاکستان"
+
+
+def test_positions_and_spans_point_into_the_original_text() -> None:
+    text = "Russia's LNG — CASA-1000, نَفت"
+    tokens = tokenize(text)
+    assert [t.form for t in tokens] == ["russia", "s", "lng", "casa", "1000", "نفت"]
+    assert [text[t.start : t.end] for t in tokens] == ["Russia", "s", "LNG", "CASA", "1000", "نَفت"]
+
+
+def test_compatibility_characters_split_into_tokens_sharing_a_span() -> None:
+    analysed = analyse("½")
+    assert analysed.forms == ("1", "2")
+    assert analysed.spans == ((0, 1), (0, 1))
+
+
+def test_empty_text() -> None:
+    assert len(analyse("  — … ")) == 0
+
+
+@given(
+    st.lists(
+        st.sampled_from(["oil", "toil", "oil-oil", "Café", "½", "нефть", "—", "x", "\n", "oils"]),
+        max_size=30,
+    )
+)
+def test_span_lookup_agrees_with_the_full_walk(words: list[str]) -> None:
+    text = " ".join(words)
+    walked = analyse(text).spans
+    looked_up = analyse(text)
+    assert [looked_up.span(i) for i in range(len(walked))] == list(walked)
+    for start, end in walked:
+        assert analyse(text[start:end]).forms

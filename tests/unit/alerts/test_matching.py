@@ -1,0 +1,188 @@
+"""The matcher: semantics of every operator, scores, snippets and build errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from alerts.exceptions import InvalidRuleError
+from alerts.matching import Matcher, brute_force_match, estimate_frequencies, evaluate
+from alerts.query import parse_query
+from alerts.types import Article, RuleSpec
+
+DEAL = Article(
+    id="a1",
+    title="Pakistan and Russia sign crude oil deal",
+    body=(
+        "Islamabad: Pakistan and Russia agreed on Tuesday to expand crude oil supplies. "
+        "The Pakistan Stream gas pipeline will carry LNG-derived gas from Karachi to Lahore. "
+        "Officials said new pipelines are planned."
+    ),
+    source="Dawn",
+    domain="www.dawn.com",
+    tier="news",
+    lang="en",
+    countries=frozenset({"PK", "RU"}),
+    entities=frozenset({"project:pakistan-stream"}),
+    tags=frozenset({"energy"}),
+)
+CRICKET = Article(
+    id="a2",
+    title="Pakistan beat Russia in cricket friendly",
+    body="A pipeline of talent: the young side showed its oil-and-water batting order.",
+    tier="news",
+    lang="en",
+    countries=frozenset({"PK", "RU"}),
+)
+RUSSIAN = Article(
+    id="a3",
+    title="Россия увеличит поставки нефти в Пакистан",
+    body="Москва и Исламабад обсудили строительство газопровода.",
+    domain="government.ru",
+    tier="official",
+    lang="ru",
+)
+URDU = Article(id="a4", title="پاکستان اور روس کے درمیان تیل کا معاہدہ", body="", lang="ur")
+ARTICLES = (DEAL, CRICKET, RUSSIAN, URDU)
+
+
+def matching(query: str) -> list[str]:
+    matcher = Matcher.build([RuleSpec("r", query)])
+    found = [a.id for a in ARTICLES if matcher.match(a)]
+    assert found == [a.id for a in ARTICLES if evaluate(parse_query(query), a)]
+    return found
+
+
+@pytest.mark.parametrize(
+    ("query", "ids"),
+    [
+        ("Pakistan Russia", ["a1", "a2"]),
+        ("Pakistan AND Russia AND oil", ["a1", "a2"]),
+        ("Pakistan Russia oil -cricket", ["a1"]),
+        ("Pakistan Russia oil NOT cricket", ["a1"]),
+        ("cricket OR нефть", ["a2", "a3"]),
+        ("(crude OR LNG) AND pipeline", ["a1"]),
+        ('"Pakistan Stream"', ["a1"]),
+        ('"Stream Pakistan"', []),
+        ('"Pakistan crude"~4', ["a1"]),
+        ('"Pakistan crude"~3', []),
+        ("Pakistan NEAR/3 oil", ["a1"]),
+        ("Pakistan NEAR/2 oil", []),
+        ("Karachi NEAR/2 (Lahore OR Islamabad)", ["a1"]),
+        ("pipelin*", ["a1", "a2"]),
+        ("газопровод*", ["a3"]),
+        ("pipeline", ["a1", "a2"]),
+        ("=pipelines", ["a1"]),
+        ("=pipeline", ["a1", "a2"]),
+        ("нефть", ["a3"]),
+        ("пакистан", ["a3"]),
+        ("تیل", ["a4"]),
+        ("title:pipeline", []),
+        ("body:pipeline -title:cricket", ["a1"]),
+        ("title:(crude OR cricket)", ["a1", "a2"]),
+        ("tier:official", ["a3"]),
+        ("domain:dawn.com", ["a1"]),
+        ("domain:ru", ["a3"]),
+        ("source:dawn", ["a1"]),
+        ("lang:ru OR lang:ur", ["a3", "a4"]),
+        ("country:PK oil", ["a1", "a2"]),
+        ("entity:project:pakistan-stream", ["a1"]),
+        ("tag:energy", ["a1"]),
+        ("CASA-1000 OR LNG", ["a1"]),
+        ("oil -(cricket OR talent)", ["a1"]),
+    ],
+)
+def test_operators(query: str, ids: list[str]) -> None:
+    assert matching(query) == ids
+
+
+def test_matches_are_sorted_by_rule_id_and_explain_why() -> None:
+    matcher = Matcher.build(
+        [RuleSpec("z-last", "pipeline"), RuleSpec("a-first", "Pakistan (oil OR LNG) -cricket")]
+    )
+    matches = matcher.match(DEAL)
+    assert [m.rule_id for m in matches] == ["a-first", "z-last"]
+    first = matches[0]
+    assert first.article_id == "a1"
+    assert first.terms == ("Pakistan", "oil", "LNG")
+    for start, end in first.highlights:
+        assert first.snippet[start:end].casefold() in {"pakistan", "oil", "lng"}
+    assert len(first.highlights) >= 3
+
+
+def test_score_counts_frequency_with_a_title_boost() -> None:
+    matcher = Matcher.build([RuleSpec("t", "Karachi"), RuleSpec("p", "Pakistan")])
+    scores = {m.rule_id: m.score for m in matcher.match(DEAL)}
+    assert scores["t"] == 1.0
+    # Title: 2.0; body: "Pakistan" twice (once inside "Pakistan Stream"): 1 + ln 2.
+    assert scores["p"] == pytest.approx(2.0 + 1.0 + 0.6931, abs=1e-4)
+
+
+def test_min_score_filters() -> None:
+    rules = [RuleSpec("low", "Karachi", min_score=1.5), RuleSpec("high", "Pakistan", min_score=3)]
+    assert [m.rule_id for m in Matcher.build(rules).match(DEAL)] == ["high"]
+    assert brute_force_match(rules, DEAL) == ["high"]
+
+
+def test_snippet_is_a_window_around_the_first_hit() -> None:
+    body = "word " * 100 + "the Pakistan Stream pipeline " + "word " * 100
+    article = Article(id="x", title="Update", body=body)
+    (match,) = Matcher.build([RuleSpec("r", '"Pakistan Stream"')]).match(article)
+    assert match.snippet.startswith("…")
+    assert match.snippet.endswith("…")
+    assert len(match.snippet) <= 202
+    ((start, end),) = match.highlights
+    assert match.snippet[start:end] == "Pakistan Stream"
+
+
+def test_title_only_match_uses_the_title_as_snippet() -> None:
+    (match,) = Matcher.build([RuleSpec("r", "title:cricket")]).match(CRICKET)
+    assert match.snippet == CRICKET.title
+    assert [match.snippet[a:b] for a, b in match.highlights] == ["cricket"]
+
+
+def test_metadata_only_rules_run_for_every_article() -> None:
+    matcher = Matcher.build([RuleSpec("official", "tier:official"), RuleSpec("oil", "oil")])
+    assert matcher.always_run == 1
+    assert len(matcher) == 2
+    assert [m.rule_id for m in matcher.match(RUSSIAN)] == ["official"]
+
+
+def test_presearch_skips_rules_whose_anchor_is_absent() -> None:
+    matcher = Matcher.build(
+        [RuleSpec("a", "Karachi oil"), RuleSpec("b", "Lahore NEAR/3 gas"), RuleSpec("c", "Moscow")]
+    )
+    assert matcher.candidates(DEAL) == ["a", "b"]
+    assert matcher.candidates(URDU) == []
+
+
+def test_frequencies_choose_the_rarer_anchor() -> None:
+    common = Article(id="c", title="oil oil", body="")
+    frequencies = estimate_frequencies([common, common, DEAL])
+    matcher = Matcher.build([RuleSpec("r", "oil Karachi")], frequencies=frequencies)
+    assert matcher.candidates(common) == []
+    assert matcher.candidates(DEAL) == ["r"]
+
+
+def test_bad_rule_names_its_id() -> None:
+    with pytest.raises(InvalidRuleError) as info:
+        Matcher.build([RuleSpec("good", "oil"), RuleSpec("bad", "oil AND (gas")])
+    assert info.value.rule_id == "bad"
+    assert info.value.position == 12
+    assert "bad" in str(info.value)
+
+
+def test_duplicate_ids_are_refused() -> None:
+    with pytest.raises(InvalidRuleError) as info:
+        Matcher.build([RuleSpec("x", "oil"), RuleSpec("x", "gas")])
+    assert info.value.rule_id == "x"
+
+
+def test_empty_matcher_matches_nothing() -> None:
+    matcher = Matcher.build([])
+    assert len(matcher) == 0
+    assert matcher.match(DEAL) == []
+
+
+def test_match_many_keeps_article_order() -> None:
+    matcher = Matcher.build([RuleSpec("r", "Pakistan OR пакистан")])
+    assert [m.article_id for m in matcher.match_many([RUSSIAN, DEAL])] == ["a3", "a1"]

@@ -1,0 +1,101 @@
+"""Property: the presearched matcher finds exactly what brute-force evaluation finds."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from alerts.exceptions import InvalidRuleError
+from alerts.matching import Matcher, brute_force_match
+from alerts.query import parse_query
+from alerts.types import Article, RuleSpec
+
+WORDS = [
+    "oil",
+    "oils",
+    "gas",
+    "pipeline",
+    "pipelines",
+    "Pakistan",
+    "Russia",
+    "LNG",
+    "crude",
+    "cricket",
+    "talent",
+    "of",
+    "нефть",
+    "нефти",
+    "газ",
+    "پاکستان",
+    "تیل",
+    "Café",
+    "cafe",
+]
+PREFIXES = ["pipel*", "pak*", "неф*", "caf*", "cri*"]
+
+word = st.sampled_from(WORDS)
+leaf = st.one_of(
+    word,
+    word.map(lambda w: "=" + w),
+    st.sampled_from(PREFIXES),
+    st.lists(word, min_size=2, max_size=3).map(lambda ws: '"' + " ".join(ws) + '"'),
+    st.tuples(st.lists(word, min_size=2, max_size=3), st.integers(1, 6)).map(
+        lambda t: '"' + " ".join(t[0]) + f'"~{t[1]}'
+    ),
+    st.tuples(st.sampled_from(["title:", "body:"]), word).map("".join),
+    st.sampled_from(["country:PK", "country:RU", "tier:official", "lang:ru", "domain:gov.pk"]),
+    st.tuples(word, st.integers(0, 5), word).map(lambda t: f"{t[0]} NEAR/{t[1]} {t[2]}"),
+    st.tuples(word, word, st.integers(0, 4), st.sampled_from(PREFIXES)).map(
+        lambda t: f'title:(("{t[0]} {t[1]}" OR {t[3]}) NEAR/{t[2]} {t[0]})'
+    ),
+    st.lists(word, min_size=2, max_size=3).map(lambda ws: '="' + " ".join(ws) + '"'),
+    st.lists(word, min_size=2, max_size=2).map(lambda ws: 'body:"' + " ".join(ws) + '"~2'),
+)
+
+
+def _combine(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.lists(children, min_size=2, max_size=3).map(lambda cs: "(" + " ".join(cs) + ")"),
+        st.lists(children, min_size=2, max_size=3).map(lambda cs: "(" + " OR ".join(cs) + ")"),
+        st.tuples(children, children).map(lambda t: f"({t[0]} -{t[1]})"),
+    )
+
+
+query_text = st.recursive(leaf, _combine, max_leaves=6)
+
+
+def _valid(text: str) -> bool:
+    try:
+        parse_query(text)
+    except InvalidRuleError:
+        return False
+    return True
+
+
+rule_specs = st.lists(
+    st.tuples(query_text.filter(_valid), st.sampled_from([0.0, 0.0, 1.0, 3.0])),
+    min_size=1,
+    max_size=12,
+).map(lambda qs: [RuleSpec(f"r{i:02d}", q, min_score=s) for i, (q, s) in enumerate(qs)])
+
+text = st.lists(word, max_size=25).map(" ".join)
+articles = st.builds(
+    Article,
+    id=st.just("a"),
+    title=text,
+    body=text,
+    tier=st.sampled_from(["news", "official"]),
+    lang=st.sampled_from(["en", "ru", ""]),
+    domain=st.sampled_from(["dawn.com", "www.finance.gov.pk"]),
+    countries=st.frozensets(st.sampled_from(["PK", "RU", "IN"])),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rules=rule_specs, article_list=st.lists(articles, min_size=1, max_size=4))
+def test_presearch_equals_brute_force(rules: list[RuleSpec], article_list: list[Article]) -> None:
+    matcher = Matcher.build(rules)
+    for article in article_list:
+        found = [m.rule_id for m in matcher.match(article)]
+        assert found == brute_force_match(rules, article)
+        assert set(found) <= set(matcher.candidates(article))
