@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from service import __version__
+from service.cli_rules import match_command, rules_app
 from service.settings import Role, Settings, config_dir, load_settings
 
 T = TypeVar("T")
@@ -26,6 +27,8 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Manage admin API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(rules_app, name="rules")
+app.command("match")(match_command)
 
 console = Console()
 err_console = Console(stderr=True)

@@ -36,7 +36,9 @@ class MatcherCache:
         fingerprint = tuple((rule.id, rule.version) for rule in rows)
         async with self._lock:
             if self._matcher is None or fingerprint != self._fingerprint:
-                self._matcher = build_matcher(
+                # Compiling thousands of rules takes seconds of CPU: keep the event loop free.
+                self._matcher = await asyncio.to_thread(
+                    build_matcher,
                     [
                         RuleSpec(
                             id=rule.id,
@@ -46,7 +48,7 @@ class MatcherCache:
                             tags=frozenset(rule.tags),
                         )
                         for rule in rows
-                    ]
+                    ],
                 )
                 self._fingerprint = fingerprint
             return self._matcher
