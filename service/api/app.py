@@ -7,14 +7,45 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from service import __version__
+from service.api.errors import document_problems, install_error_handlers
+from service.api.routes import admin_router
 from service.metrics import REGISTRY
 from service.runtime import Resources, open_resources
 from service.settings import Settings
+
+API_DESCRIPTION = """\
+The admin API of dealwatch. Authenticate with `Authorization: Bearer <key>` (a key from
+`dealwatch keys create` or `POST /keys`). Roles: `viewer` reads sources, rules, articles,
+stories and matches; `editor` also changes sources and rules; `admin` does everything,
+including subscribers, endpoints, subscriptions, deliveries, keys and the audit log. Each
+operation names its least role in `x-required-role`.
+
+Errors are RFC 9457 problem details (`application/problem+json`). Lists are pages
+(`items`, `total`, `limit`, `offset`) in a stable order. Sources, rules, subscribers,
+endpoints and subscriptions carry an `ETag`; send it back in `If-Match` to change or delete
+them (428 without it, 412 when someone else changed the resource first).
+"""
+
+TAGS = [
+    {"name": "sources", "description": "What is polled."},
+    {"name": "rules", "description": "Watch rules, their versions, validation and preview."},
+    {"name": "articles", "description": "Collected articles."},
+    {"name": "stories", "description": "Articles grouped by the news they report."},
+    {"name": "matches", "description": "Articles that matched a rule."},
+    {"name": "subscribers", "description": "People who receive e-mail digests."},
+    {"name": "endpoints", "description": "Webhook receivers and their signing secrets."},
+    {"name": "subscriptions", "description": "Who receives which rules, and when."},
+    {"name": "deliveries", "description": "Sent and pending digests and webhooks."},
+    {"name": "keys", "description": "Admin API keys."},
+    {"name": "audit", "description": "Who changed what."},
+    {"name": "health", "description": "Probes and metrics (no key needed)."},
+]
 
 
 def create_app(
@@ -47,6 +78,24 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(admin_router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(
+                get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    summary=app.summary,
+                    description=API_DESCRIPTION,
+                    routes=app.routes,
+                    tags=TAGS,
+                )
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -1,0 +1,103 @@
+"""Pieces every admin router uses: paging parameters, documented errors, auditing, URL checks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.api.deps import Principal, etag
+from service.exceptions import UnsafeURLError
+from service.safety import Resolver, check_url
+from service.settings import Settings
+from service.storage.audit import record_audit
+
+Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
+Offset = Annotated[int, Query(ge=0, le=1_000_000, description="Items to skip.")]
+Since = Annotated[datetime | None, Query(description="From this instant (inclusive, ISO 8601).")]
+Until = Annotated[datetime | None, Query(description="Before this instant (ISO 8601).")]
+
+
+def _codes(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {} for code in codes}
+
+
+READ = _codes(401, 403, 422)
+READ_ONE = _codes(401, 403, 404, 422)
+CREATE = _codes(401, 403, 409, 422)
+ACTION = _codes(401, 403, 404, 409, 422)
+CHANGE = _codes(401, 403, 404, 409, 412, 422, 428)
+ETAG_HEADER = {
+    "ETag": {"description": "The version to send back in `If-Match`.", "schema": {"type": "string"}}
+}
+
+
+def with_etag(
+    codes: dict[int | str, dict[str, Any]], status: int = 200
+) -> dict[int | str, dict[str, Any]]:
+    return {**codes, status: {"headers": ETAG_HEADER}}
+
+
+def set_etag(response: Response, version: int) -> None:
+    response.headers["ETag"] = etag(version)
+
+
+def aware(value: datetime | None, name: str) -> datetime | None:
+    """Refuse a naive time filter: guessing its zone would silently shift the window."""
+    if value is not None and value.tzinfo is None:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", name),
+                    "msg": "give a time zone offset (for example 2026-11-01T00:00:00Z)",
+                    "type": "timezone_required",
+                }
+            ]
+        )
+    return value
+
+
+def invalid(
+    loc: tuple[str | int, ...], message: str, kind: str = "value_error"
+) -> RequestValidationError:
+    return RequestValidationError([{"loc": loc, "msg": message, "type": kind}])
+
+
+async def guard_url(request: Request, url: str, *, field: str = "url") -> None:
+    """Run the SSRF guard on an admin-supplied URL; a refusal is a 422 on ``field``.
+
+    ``app.state.url_resolver`` (None in production) lets tests resolve names without DNS.
+    """
+    settings: Settings = request.app.state.settings
+    resolver: Resolver | None = getattr(request.app.state, "url_resolver", None)
+    try:
+        await check_url(url, allow_loopback=settings.http.allow_loopback, resolver=resolver)
+    except UnsafeURLError as exc:
+        raise invalid(("body", field), exc.message, "unsafe_url") from exc
+
+
+async def audit(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    action: str,
+    entity_type: str,
+    entity_id: str | int,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    now: datetime,
+) -> None:
+    await record_audit(
+        session,
+        at=now,
+        actor_name=principal.name,
+        actor_key_id=principal.key_id,
+        action=action,
+        entity_type=entity_type,
+        entity_id=str(entity_id),
+        before=before,
+        after=after,
+    )
