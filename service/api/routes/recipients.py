@@ -43,6 +43,7 @@ from service.api.schemas import (
     SubscriptionUpdate,
 )
 from service.db.models import WebhookEndpoint
+from service.exceptions import NotFoundError
 from service.notify.webhook import generate_secret
 from service.storage import recipients as store
 from service.storage.rules import existing_rule_ids
@@ -468,10 +469,14 @@ async def add_subscription(
     principal: Admin,
 ) -> SubscriptionPublic:
     """Subscribe a subscriber or an endpoint to rules (by id) and/or rule tags."""
-    if body.subscriber_id is not None:
-        await store.get_subscriber(session, body.subscriber_id)
-    if body.endpoint_id is not None:
-        await store.get_endpoint(session, body.endpoint_id)
+    try:
+        if body.subscriber_id is not None:
+            await store.get_subscriber(session, body.subscriber_id)
+        if body.endpoint_id is not None:
+            await store.get_endpoint(session, body.endpoint_id)
+    except NotFoundError as exc:
+        field = "subscriber_id" if body.subscriber_id is not None else "endpoint_id"
+        raise invalid(("body", field), exc.message, "unknown_recipient") from exc
     await _check_references(session, body.rule_ids, loc=("body", "rule_ids"))
     now = resources.clock()
     values: dict[str, Any] = body.model_dump(exclude={"enabled"})

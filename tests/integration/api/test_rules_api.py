@@ -53,9 +53,7 @@ async def test_rule_lifecycle_keeps_versions(
 
     by_tag = await client.get("/rules", params={"tag": "pk"}, headers=editor)
     assert [rule["id"] for rule in by_tag.json()["items"]] == ["pk-ru-energy"]
-    assert (await client.get("/rules", params={"tag": "oil"}, headers=editor)).json()[
-        "total"
-    ] == 0
+    assert (await client.get("/rules", params={"tag": "oil"}, headers=editor)).json()["total"] == 0
     assert (await client.get("/rules", params={"enabled": True}, headers=editor)).json()[
         "total"
     ] == 0
@@ -65,9 +63,9 @@ async def test_rule_lifecycle_keeps_versions(
     assert deleted.status_code == 204
     assert (await client.get("/rules/pk-ru-energy/versions", headers=editor)).status_code == 404
 
-    audit = (
-        await client.get("/audit", params={"entity_type": "rule"}, headers=admin)
-    ).json()["items"]
+    audit = (await client.get("/audit", params={"entity_type": "rule"}, headers=admin)).json()[
+        "items"
+    ]
     assert [entry["action"] for entry in audit] == ["delete", "update", "update", "create"]
     assert audit[2]["before"]["query"] == "Pakistan Russia (oil OR LNG)"
     assert audit[2]["after"]["query"] == "Pakistan Russia LNG"
@@ -77,7 +75,9 @@ async def test_rule_lifecycle_keeps_versions(
 async def test_an_invalid_query_is_refused_with_its_position(
     client: httpx.AsyncClient, editor: dict[str, str]
 ) -> None:
-    response = await client.post("/rules", json={**RULE, "query": "Pakistan (oil OR"}, headers=editor)
+    response = await client.post(
+        "/rules", json={**RULE, "query": "Pakistan (oil OR"}, headers=editor
+    )
     assert response.status_code == 422
     error = response.json()["errors"][0]
     assert error["loc"] == ["body", "query"]
@@ -125,9 +125,7 @@ async def test_preview_counts_matches_per_day_and_samples(
     await add_article(
         resources, "wire", "Pakistan LNG imports rise", published=now - timedelta(days=3)
     )
-    await add_article(
-        resources, "wire", "Cricket: Pakistan win", published=now - timedelta(days=2)
-    )
+    await add_article(resources, "wire", "Cricket: Pakistan win", published=now - timedelta(days=2))
     await add_article(
         resources, "wire", "Old Pakistan LNG story", published=now - timedelta(days=30)
     )
