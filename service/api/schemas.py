@@ -9,6 +9,7 @@ weekdays and rule queries. ``XUpdate`` models are partial: a field left out is u
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from functools import lru_cache
 from typing import Any, Generic, Literal, TypeVar
@@ -45,8 +46,31 @@ DeliveryStatus = Literal["pending", "sending", "retry_wait", "delivered", "faile
 SourceHealth = Literal["new", "ok", "degraded", "failing"]
 
 
+def _storable(value: Any) -> Any:
+    """Refuse what a database cannot store: NUL characters and non-finite numbers."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise PydanticCustomError("nul_character", "text cannot contain NUL characters")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise PydanticCustomError("finite_number", "numbers must be finite")
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _storable(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(key)
+            _storable(item)
+    return value
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable_values(cls, value: Any) -> Any:
+        return _storable(value)
 
 
 class _Out(BaseModel):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from service.api.routes import admin, content, recipients, rules, sources
+from service.api.routes.common import no_nul_characters
 
-admin_router = APIRouter()
+admin_router = APIRouter(dependencies=[Depends(no_nul_characters)])
 for _module in (sources, rules, content, recipients, admin):
     admin_router.include_router(_module.router)
 

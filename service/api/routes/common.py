@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Query, Request, Response
@@ -46,18 +46,28 @@ def set_etag(response: Response, version: int) -> None:
 
 
 def aware(value: datetime | None, name: str) -> datetime | None:
-    """Refuse a naive time filter: guessing its zone would silently shift the window."""
-    if value is not None and value.tzinfo is None:
-        raise RequestValidationError(
-            [
-                {
-                    "loc": ("query", name),
-                    "msg": "give a time zone offset (for example 2026-11-01T00:00:00Z)",
-                    "type": "timezone_required",
-                }
-            ]
+    """Refuse a naive time filter (guessing its zone would shift the window) or one that
+    falls outside the representable range once converted to UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise invalid(
+            ("query", name),
+            "give a time zone offset (for example 2026-11-01T00:00:00Z)",
+            "timezone_required",
         )
-    return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise invalid(("query", name), "the instant is out of range", "datetime_range") from exc
+
+
+async def no_nul_characters(request: Request) -> None:
+    """Refuse NUL characters in the path or query: PostgreSQL cannot compare them."""
+    if "\x00" in request.url.path or any(
+        "\x00" in key or "\x00" in value for key, value in request.query_params.multi_items()
+    ):
+        raise invalid(("query",), "NUL characters are not allowed", "nul_character")
 
 
 def invalid(

@@ -56,7 +56,7 @@ async def test_every_admin_operation_declares_a_role_and_enforces_it(
         assert required in ROLE_RANK, f"{method} {path} declares no x-required-role"
         assert "ApiKey" in str(operation.get("security")), f"{method} {path} has no security"
         url = _concrete(path, operation)
-        body = {} if method in {"POST", "PATCH", "PUT"} else None
+        body: dict[str, object] | None = {} if method in {"POST", "PATCH", "PUT"} else None
 
         anonymous = await client.request(method, url, json=body)
         assert anonymous.status_code == 401, (method, path)

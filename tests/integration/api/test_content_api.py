@@ -53,7 +53,7 @@ async def seeded(
 
 
 async def _ids(
-    client: httpx.AsyncClient, path: str, headers: dict[str, str], **params: object
+    client: httpx.AsyncClient, path: str, headers: dict[str, str], **params: str | int
 ) -> list[int]:
     response = await client.get(path, params=params, headers=headers)
     assert response.status_code == 200, response.text

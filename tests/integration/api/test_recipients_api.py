@@ -99,7 +99,8 @@ async def test_endpoint_secret_is_shown_once_and_rotates_with_overlap(
                 text("SELECT secrets FROM webhook_endpoints WHERE id = :id"), {"id": endpoint_id}
             )
         ).scalar_one()
-    assert secret in str(stored) and new_secret in str(stored)
+    assert secret in str(stored)
+    assert new_secret in str(stored)
 
     clock.advance(hours=1)
     again = await client.post(
@@ -143,7 +144,7 @@ async def test_subscriptions_validate_their_schedule(
     await _rule(client, admin)
     subscriber_id = await _subscriber(client, admin)
     base = {"subscriber_id": subscriber_id, "rule_ids": ["lng"]}
-    cases = [
+    cases: list[tuple[dict[str, object], list[str]]] = [
         ({"timezone": "Mars/Olympus"}, ["body", "timezone"]),
         ({"timezone": "../etc/passwd"}, ["body", "timezone"]),
         ({"send_time": "24:00"}, ["body", "send_time"]),
