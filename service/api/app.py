@@ -32,6 +32,10 @@ endpoints and subscriptions carry an `ETag`; send it back in `If-Match` to chang
 them (428 without it, 412 when someone else changed the resource first).
 """
 
+# Operations answering without a key say so; every other one names its least role
+# (``x-required-role``), and the permission test fails for an operation that does neither.
+PUBLIC: dict[str, Any] = {"x-public": True}
+
 TAGS = [
     {"name": "sources", "description": "What is polled."},
     {"name": "rules", "description": "Watch rules, their versions, validation and preview."},
@@ -97,12 +101,17 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], openapi_extra=PUBLIC)
     async def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok", "version": __version__}
 
-    @app.get("/readyz", tags=["health"], responses={503: {"description": "database unreachable"}})
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        responses={503: {"description": "database unreachable"}},
+        openapi_extra=PUBLIC,
+    )
     async def readyz(request: Request) -> JSONResponse:
         """The database answers."""
         res: Resources = request.state.resources
@@ -113,7 +122,7 @@ def create_app(
             return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
         return JSONResponse({"status": "ok"})
 
-    @app.get("/metrics", tags=["health"], response_class=Response)
+    @app.get("/metrics", tags=["health"], response_class=Response, openapi_extra=PUBLIC)
     async def metrics() -> Response:
         """Prometheus metrics."""
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

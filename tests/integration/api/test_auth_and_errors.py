@@ -17,7 +17,6 @@ from service.runtime import Resources
 
 pytestmark = pytest.mark.integration
 
-PUBLIC_PATHS = {"/healthz", "/readyz", "/metrics"}
 METHODS = {"get", "post", "patch", "put", "delete"}
 
 
@@ -48,12 +47,19 @@ async def test_every_admin_operation_declares_a_role_and_enforces_it(
     client: httpx.AsyncClient, keys: dict[str, str]
 ) -> None:
     spec = (await client.get("/openapi.json")).json()
-    operations = [op for op in _operations(spec) if op[1] not in PUBLIC_PATHS]
+    operations = _operations(spec)
     assert len(operations) >= 30
     checked: dict[str, int] = {}
     for method, path, operation in operations:
+        if operation.get("x-public") is True:
+            assert "x-required-role" not in operation, (method, path)
+            assert "security" not in operation, (method, path)
+            if method == "GET":
+                public = await client.get(_concrete(path, operation))
+                assert public.status_code not in {401, 403}, (method, path)
+            continue
         required = operation.get("x-required-role")
-        assert required in ROLE_RANK, f"{method} {path} declares no x-required-role"
+        assert required in ROLE_RANK, f"{method} {path} declares neither a role nor x-public"
         assert "ApiKey" in str(operation.get("security")), f"{method} {path} has no security"
         url = _concrete(path, operation)
         body: dict[str, object] | None = {} if method in {"POST", "PATCH", "PUT"} else None
@@ -86,7 +92,7 @@ async def test_the_documented_permission_matrix(client: httpx.AsyncClient) -> No
     roles = {
         (method, path): operation["x-required-role"]
         for method, path, operation in _operations(spec)
-        if path not in PUBLIC_PATHS
+        if not operation.get("x-public")
     }
     assert roles[("GET", "/rules")] == "viewer"
     assert roles[("POST", "/rules/preview")] == "viewer"
@@ -107,7 +113,7 @@ async def test_openapi_documents_problems_and_examples(client: httpx.AsyncClient
         for code, response in operation["responses"].items():
             if int(code) >= 400:
                 assert list(response["content"]) == ["application/problem+json"], (path, code)
-        if path not in PUBLIC_PATHS:
+        if not operation.get("x-public"):
             assert {"401", "403", "500"} <= set(operation["responses"]), (method, path)
     create_rule = spec["paths"]["/rules"]["post"]
     schema_ref = create_rule["requestBody"]["content"]["application/json"]["schema"]["$ref"]
