@@ -12,7 +12,7 @@ import datetime as dt
 import math
 import re
 from functools import lru_cache
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 from zoneinfo import available_timezones
 
 from pydantic import (
@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from alerts.exceptions import InvalidRuleError
@@ -62,6 +63,9 @@ def _storable(value: Any) -> Any:
             _storable(key)
             _storable(item)
     return value
+
+
+Url = Annotated[str, Field(min_length=8, max_length=2000, pattern=URL_PATTERN)]
 
 
 class _In(BaseModel):
@@ -172,15 +176,15 @@ class SourceUpdate(_Partial):
 
     _nullable = frozenset({"country", "language"})
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    kind: SourceKind | None = None
-    url: str | None = Field(default=None, min_length=8, max_length=2000, pattern=URL_PATTERN)
-    tier: SourceTier | None = None
+    name: Annotated[str, Field(min_length=1, max_length=200)] | SkipJsonSchema[None] = None
+    kind: SourceKind | SkipJsonSchema[None] = None
+    url: Url | SkipJsonSchema[None] = None
+    tier: SourceTier | SkipJsonSchema[None] = None
     country: str | None = Field(default=None, pattern=COUNTRY_PATTERN)
     language: str | None = Field(default=None, pattern=LANGUAGE_PATTERN, max_length=12)
-    interval_minutes: int | None = Field(default=None, ge=1, le=10080)
-    enabled: bool | None = None
-    options: dict[str, Any] | None = None
+    interval_minutes: Annotated[int, Field(ge=1, le=10080)] | SkipJsonSchema[None] = None
+    enabled: bool | SkipJsonSchema[None] = None
+    options: dict[str, Any] | SkipJsonSchema[None] = None
 
 
 class SourceHealthPublic(_Out):
@@ -292,12 +296,12 @@ def _check_tags(value: list[str]) -> list[str]:
 class RuleUpdate(_Partial):
     """Fields to change on a rule; changing any keeps the previous state as a version."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=4000)
-    query: str | None = Field(default=None, min_length=1, max_length=MAX_QUERY)
-    tags: list[str] | None = Field(default=None, max_length=50)
-    enabled: bool | None = None
-    min_score: float | None = Field(default=None, ge=0, le=1000)
+    name: Annotated[str, Field(min_length=1, max_length=200)] | SkipJsonSchema[None] = None
+    description: Annotated[str, Field(max_length=4000)] | SkipJsonSchema[None] = None
+    query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY)] | SkipJsonSchema[None] = None
+    tags: Annotated[list[str], Field(max_length=50)] | SkipJsonSchema[None] = None
+    enabled: bool | SkipJsonSchema[None] = None
+    min_score: Annotated[float, Field(ge=0, le=1000)] | SkipJsonSchema[None] = None
 
     @field_validator("query")
     @classmethod
@@ -498,9 +502,9 @@ class SubscriberCreate(_In):
 
 
 class SubscriberUpdate(_Partial):
-    email: EmailStr | None = None
-    name: str | None = Field(default=None, max_length=200)
-    status: SubscriberStatus | None = None
+    email: EmailStr | SkipJsonSchema[None] = None
+    name: Annotated[str, Field(max_length=200)] | SkipJsonSchema[None] = None
+    status: SubscriberStatus | SkipJsonSchema[None] = None
 
 
 class SubscriberPublic(_Out):
@@ -531,9 +535,9 @@ class EndpointCreate(_In):
 
 
 class EndpointUpdate(_Partial):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    url: str | None = Field(default=None, min_length=8, max_length=2000, pattern=URL_PATTERN)
-    enabled: bool | None = None
+    name: Annotated[str, Field(min_length=1, max_length=200)] | SkipJsonSchema[None] = None
+    url: Url | SkipJsonSchema[None] = None
+    enabled: bool | SkipJsonSchema[None] = None
 
 
 class SecretInfo(BaseModel):
@@ -648,14 +652,14 @@ class SubscriptionCreate(_In):
 class SubscriptionUpdate(_Partial):
     _nullable = frozenset({"weekday"})
 
-    rule_ids: list[str] | None = Field(default=None, max_length=200)
-    rule_tags: list[str] | None = Field(default=None, max_length=50)
-    cadence: Cadence | None = None
-    send_time: str | None = Field(default=None, pattern=HHMM_PATTERN)
+    rule_ids: Annotated[list[str], Field(max_length=200)] | SkipJsonSchema[None] = None
+    rule_tags: Annotated[list[str], Field(max_length=50)] | SkipJsonSchema[None] = None
+    cadence: Cadence | SkipJsonSchema[None] = None
+    send_time: Annotated[str, Field(pattern=HHMM_PATTERN)] | SkipJsonSchema[None] = None
     weekday: int | None = Field(default=None, ge=0, le=6)
-    timezone: str | None = Field(default=None, max_length=64)
-    heartbeat: bool | None = None
-    enabled: bool | None = None
+    timezone: Annotated[str, Field(max_length=64)] | SkipJsonSchema[None] = None
+    heartbeat: bool | SkipJsonSchema[None] = None
+    enabled: bool | SkipJsonSchema[None] = None
 
     @field_validator("timezone")
     @classmethod

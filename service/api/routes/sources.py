@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from service.api.deps import Editor, IfMatch, ResourcesDep, SessionDep, Viewer, expect_version, role
 from service.api.routes.common import (
@@ -30,7 +32,7 @@ from service.api.schemas import (
     SourcePublic,
     SourceUpdate,
 )
-from service.catalogue import SourceKind, SourceTier
+from service.catalogue import SourceDefinition, SourceKind, SourceTier
 from service.db.models import Source
 from service.exceptions import NotFoundError
 from service.jobs.poll import Poller
@@ -40,6 +42,16 @@ router = APIRouter(prefix="/sources", tags=["sources"])
 
 SourceId = Annotated[str, Path(min_length=1, max_length=100, description="The source's slug.")]
 SourceSort = Literal["id", "-id", "name", "-name", "updated_at", "-updated_at"]
+
+
+def _catalogue_rules(values: dict[str, Any]) -> None:
+    """Hold API-made sources to the same rules as ``config/sources.toml`` entries."""
+    try:
+        SourceDefinition.model_validate(values)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+        ) from exc
 
 
 @router.get("", responses=READ, openapi_extra=role("viewer"))
@@ -87,6 +99,7 @@ async def create_source(
     principal: Editor,
 ) -> SourcePublic:
     """Add a source; it is polled at the next tick. The URL must be public (SSRF guard)."""
+    _catalogue_rules(body.model_dump())
     await guard_url(request, body.url)
     now = resources.clock()
     source = await store.create_source(session, body.model_dump(), now=now)
@@ -131,6 +144,8 @@ async def update_source(
     source = await store.get_source(session, source_id)
     expected = expect_version(if_match, source.version)
     changes = body.changes()
+    current = {name: getattr(source, name) for name in store.EDITABLE}
+    _catalogue_rules({"id": source.id, **current, **changes})
     if "url" in changes:
         await guard_url(request, changes["url"])
     return await _apply(

@@ -198,3 +198,18 @@ async def test_a_failing_poll_is_a_result_not_an_error(
     health = (await client.get("/sources/local-feed/health", headers=editor)).json()
     assert health["consecutive_failures"] == 1
     assert health["last_http_status"] == 503
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"name": None}, {"url": None}, {"url": "gopher://x.example/"}, {"interval_minutes": None}],
+)
+async def test_a_partial_update_refuses_null_and_invalid_values(
+    client: httpx.AsyncClient, editor: dict[str, str], body: dict[str, object]
+) -> None:
+    await client.post("/sources", json=source_body("http://127.0.0.1:9/feed.xml"), headers=editor)
+    response = await client.patch(
+        "/sources/local-feed", json=body, headers={**editor, "If-Match": '"v1"'}
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
