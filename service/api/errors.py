@@ -182,7 +182,7 @@ def _problem_content() -> dict[str, Any]:
 
 
 ERROR_DESCRIPTIONS: dict[int, str] = {
-    400: "The request cannot be carried out.",
+    400: "The body could not be read, or the request cannot be carried out.",
     401: "No valid API key (send `Authorization: Bearer <key>`).",
     403: "The key's role may not do this.",
     404: "No such resource.",
@@ -216,7 +216,10 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
                 if code.isdigit() and int(code) >= 400:
                     response["content"] = _problem_content()
                     response.setdefault("description", ERROR_DESCRIPTIONS.get(int(code), "Error"))
-            operation["responses"].setdefault(
-                "500", {"description": ERROR_DESCRIPTIONS[500], "content": _problem_content()}
-            )
+            extra = [500] + ([400] if "requestBody" in operation else [])
+            for code in extra:
+                operation["responses"].setdefault(
+                    str(code),
+                    {"description": ERROR_DESCRIPTIONS[code], "content": _problem_content()},
+                )
     return schema

@@ -69,7 +69,7 @@ Url = Annotated[str, Field(min_length=8, max_length=2000, pattern=URL_PATTERN)]
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
     @field_validator("*", mode="after")
     @classmethod

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from service.api.routes import admin, content, recipients, rules, sources
-from service.api.routes.common import no_nul_characters
+from service.api.routes.common import strict_query
 
-admin_router = APIRouter(dependencies=[Depends(no_nul_characters)])
+admin_router = APIRouter(dependencies=[Depends(strict_query)])
 for _module in (sources, rules, content, recipients, admin):
     admin_router.include_router(_module.router)
 

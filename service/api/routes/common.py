@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.api.deps import Principal, etag
@@ -62,12 +63,28 @@ def aware(value: datetime | None, name: str) -> datetime | None:
         raise invalid(("query", name), "the instant is out of range", "datetime_range") from exc
 
 
-async def no_nul_characters(request: Request) -> None:
-    """Refuse NUL characters in the path or query: PostgreSQL cannot compare them."""
-    if "\x00" in request.url.path or any(
-        "\x00" in key or "\x00" in value for key, value in request.query_params.multi_items()
-    ):
-        raise invalid(("query",), "NUL characters are not allowed", "nul_character")
+async def strict_query(request: Request) -> None:
+    """Refuse unknown query parameters (a misspelt filter must not silently match everything)
+    and NUL characters in the path or query (PostgreSQL cannot compare them)."""
+    if "\x00" in request.url.path:
+        raise invalid(("path",), "NUL characters are not allowed", "nul_character")
+    route = request.scope.get("route")
+    known = _query_names(route) if isinstance(route, APIRoute) else None
+    for key, value in request.query_params.multi_items():
+        if known is not None and key not in known:
+            raise invalid(("query", key), "unknown query parameter", "unknown_parameter")
+        if "\x00" in value:
+            raise invalid(("query", key), "NUL characters are not allowed", "nul_character")
+
+
+def _query_names(route: APIRoute) -> frozenset[str]:
+    names: set[str] = set()
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        names.update(param.alias for param in dependant.query_params)
+        pending.extend(dependant.dependencies)
+    return frozenset(names)
 
 
 def invalid(

@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 import schemathesis
+from schemathesis import GenerationMode
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -35,7 +37,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # Polling fetches the fuzzed URL with the real resolver; it is covered by the sources tests.
 NOT_FUZZED = r"^/sources/\{source_id\}/poll$"
-EXAMPLES = 12
+EXAMPLES = 25
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -75,8 +77,11 @@ def test_no_server_error_and_responses_match_the_schema(settings: Settings, fuzz
         if isinstance(result, Err):
             raise result.err()
         operation = result.ok()
+        strategy = operation.as_strategy(GenerationMode.POSITIVE) | operation.as_strategy(
+            GenerationMode.NEGATIVE
+        )
 
-        @given(case=operation.as_strategy())
+        @given(case=strategy)
         @hypothesis_settings(
             max_examples=EXAMPLES,
             deadline=None,
@@ -85,7 +90,15 @@ def test_no_server_error_and_responses_match_the_schema(settings: Settings, fuzz
             suppress_health_check=list(HealthCheck),
         )
         def call(case: Any) -> None:
-            case.call_and_validate(headers=headers, checks=CHECKS)
+            checks = (
+                CHECKS
+                if case.meta is None or case.meta.generation.mode.is_positive
+                else [
+                    *CHECKS,
+                    negative_data_rejection,
+                ]
+            )
+            case.call_and_validate(headers=headers, checks=checks)
 
         call()
         fuzzed += 1
