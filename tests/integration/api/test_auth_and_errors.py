@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -172,3 +173,16 @@ async def test_unexpected_errors_are_logged_500_problems(
     record = next(r for r in caplog.records if r.name == "service.api.errors")
     assert "path=/boom" in record.getMessage()
     assert record.exc_info is not None
+
+
+async def test_docs_permission_matrix_matches_the_openapi_document(
+    client: httpx.AsyncClient,
+) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    documented = {
+        (method, path): "none" if operation.get("x-public") else operation["x-required-role"]
+        for method, path, operation in _operations(spec)
+    }
+    text = (Path(__file__).resolve().parents[3] / "docs" / "api.md").read_text()
+    rows = re.findall(r"^\| `(\w+) (\S+)` \| (\w+) \|", text, flags=re.MULTILINE)
+    assert {(method, path): role for method, path, role in rows} == documented
