@@ -184,6 +184,6 @@ async def test_docs_permission_matrix_matches_the_openapi_document(
         (method, path): "none" if operation.get("x-public") else operation["x-required-role"]
         for method, path, operation in _operations(spec)
     }
-    text = API_DOC.read_text()  # noqa: ASYNC240 - a small local file, read once
+    text = API_DOC.read_text()
     rows = re.findall(r"^\| `(\w+) (\S+)` \| (\w+) \|", text, flags=re.MULTILINE)
     assert {(method, path): role for method, path, role in rows} == documented
