@@ -198,13 +198,23 @@ async def update_rule(
     principal: Editor,
     if_match: IfMatch = None,
 ) -> RulePublic:
-    """Change a rule; the previous state is kept as a version. ``If-Match`` is required."""
+    """Change a rule; the previous state is kept as a version. ``If-Match`` is required.
+
+    A body that changes nothing answers the rule as it is, without a new version.
+    """
     rule = await store.get_rule(session, rule_id)
     expected = expect_version(if_match, rule.version)
+    changes = {
+        name: value for name, value in body.changes().items() if getattr(rule, name) != value
+    }
+    if not changes:
+        # Nothing changes: no new version, no audit entry, the same ETag.
+        set_etag(response, rule.version)
+        return RulePublic.model_validate(rule)
     now = resources.clock()
     before = store.rule_snapshot(rule)
     await store.update_rule(
-        session, rule, body.changes(), expected_version=expected, actor=principal.name, now=now
+        session, rule, changes, expected_version=expected, actor=principal.name, now=now
     )
     await audit(
         session,

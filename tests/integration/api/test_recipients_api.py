@@ -103,10 +103,25 @@ async def test_endpoint_secret_is_shown_once_and_rotates_with_overlap(
     assert new_secret in str(stored)
 
     clock.advance(hours=1)
+    twice = await client.post(
+        f"/endpoints/{endpoint_id}/rotate-secret",
+        json={},
+        headers={**admin, "If-Match": rotated.headers["ETag"]},
+    )
+    # At most two secrets sign: the first one is retired at once, the second overlaps.
+    assert [s["expires_at"] is None for s in twice.json()["endpoint"]["secrets"]] == [True, False]
+    async with resources.sessionmaker() as session:
+        stored = (
+            await session.execute(
+                text("SELECT secrets FROM webhook_endpoints WHERE id = :id"), {"id": endpoint_id}
+            )
+        ).scalar_one()
+    assert secret not in str(stored)
+
     again = await client.post(
         f"/endpoints/{endpoint_id}/rotate-secret",
         json={"overlap_hours": 0},
-        headers={**admin, "If-Match": rotated.headers["ETag"]},
+        headers={**admin, "If-Match": twice.headers["ETag"]},
     )
     # A leak: the zero overlap drops both older secrets at once.
     assert len(again.json()["endpoint"]["secrets"]) == 1
@@ -114,7 +129,12 @@ async def test_endpoint_secret_is_shown_once_and_rotates_with_overlap(
     audit = (await client.get("/audit", params={"entity_type": "endpoint"}, headers=admin)).json()[
         "items"
     ]
-    assert [entry["action"] for entry in audit] == ["rotate_secret", "rotate_secret", "create"]
+    assert [entry["action"] for entry in audit] == [
+        "rotate_secret",
+        "rotate_secret",
+        "rotate_secret",
+        "create",
+    ]
     for entry in audit:
         assert "whsec_" not in str(entry)
 
@@ -173,6 +193,9 @@ async def test_subscriptions_validate_their_schedule(
     )
     assert created.status_code == 201, created.text
     body = created.json()
+    read = await client.get(f"/subscriptions/{body['id']}", headers=admin)
+    assert read.json() == body
+    assert read.headers["ETag"] == created.headers["ETag"] == '"v1"'
     # Monday 09:30 in Karachi (UTC+5) after 2026-11-02T00:00Z (a Monday) is 04:30Z that day.
     assert body["next_due_at"].startswith("2026-11-02T04:30:00")
 

@@ -43,6 +43,14 @@ async def test_rule_lifecycle_keeps_versions(
     )
     assert second.json()["version"] == 3
 
+    unchanged = await client.patch(
+        "/rules/pk-ru-energy",
+        json={"min_score": 2.5},
+        headers={**editor, "If-Match": second.headers["ETag"]},
+    )
+    assert unchanged.status_code == 200
+    assert unchanged.headers["ETag"] == '"v3"'
+
     versions = (await client.get("/rules/pk-ru-energy/versions", headers=editor)).json()
     assert versions["total"] == 2
     assert [(v["version"], v["query"]) for v in versions["items"]] == [
