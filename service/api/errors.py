@@ -29,7 +29,6 @@ from service.exceptions import (
 log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-PROBLEM_BASE = "https://dealwatch.dev/problems/"
 
 
 class FieldError(BaseModel):
@@ -48,7 +47,7 @@ class Problem(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "type": PROBLEM_BASE + "precondition-failed",
+                    "type": "about:blank",
                     "title": "Precondition Failed",
                     "status": 412,
                     "detail": "the resource changed since it was read",
@@ -68,10 +67,6 @@ class Problem(BaseModel):
     expected: str | None = Field(default=None, description="What the query parser expected.")
 
 
-def _slug(status: int) -> str:
-    return HTTPStatus(status).phrase.lower().replace(" ", "-").replace("'", "")
-
-
 def problem_response(
     request: Request,
     status: int,
@@ -82,7 +77,10 @@ def problem_response(
 ) -> JSONResponse:
     """Build a problem+json response for ``status``."""
     body = Problem(
-        type=PROBLEM_BASE + _slug(status),
+        # RFC 9457 §4.2.1: "about:blank" says the HTTP status is the whole story; the details
+        # are in ``detail``, ``errors`` (per field, with a machine-readable ``type``) and
+        # ``position``/``expected``.
+        type="about:blank",
         title=HTTPStatus(status).phrase,
         status=status,
         detail=detail,

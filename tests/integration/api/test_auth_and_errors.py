@@ -131,7 +131,7 @@ async def test_unknown_path_wrong_method_and_bad_json_are_problems(
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
     assert missing.json() == {
-        "type": "https://dealwatch.dev/problems/not-found",
+        "type": "about:blank",
         "title": "Not Found",
         "status": 404,
         "detail": "Not Found",
