@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import threading
 
 import pytest
 
@@ -40,10 +42,17 @@ async def test_readyz_reports_an_unreachable_database(resources: Resources) -> N
     else:
         url = url.set(port=1)
     engine = make_engine(DatabaseSettings(url=url.render_as_string(hide_password=False)))
+    threads_before = set(threading.enumerate())
     try:
         async with api_client(dataclasses.replace(resources, engine=engine)) as client:
             ready = await client.get("/readyz")
     finally:
         await engine.dispose()
+        # aiosqlite stops the worker thread of a failed connection without awaiting it; the
+        # thread then reports to this test's loop, so wait for it while the loop still runs
+        # (otherwise it fails later, in another test, with "Event loop is closed").
+        for thread in set(threading.enumerate()) - threads_before:
+            if "_connection_worker_thread" in thread.name:
+                await asyncio.to_thread(thread.join, 10)
     assert ready.status_code == 503
     assert ready.json()["status"] == "unavailable"
