@@ -7,14 +7,49 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from service import __version__
+from service.api.errors import document_problems, install_error_handlers
+from service.api.routes import admin_router
 from service.metrics import REGISTRY
 from service.runtime import Resources, open_resources
 from service.settings import Settings
+
+API_DESCRIPTION = """\
+The admin API of dealwatch. Authenticate with `Authorization: Bearer <key>` (a key from
+`dealwatch keys create` or `POST /keys`). Roles: `viewer` reads sources, rules, articles,
+stories and matches; `editor` also changes sources and rules; `admin` does everything,
+including subscribers, endpoints, subscriptions, deliveries, keys and the audit log. Each
+operation names its least role in `x-required-role`.
+
+Errors are RFC 9457 problem details (`application/problem+json`). Lists are pages
+(`items`, `total`, `limit`, `offset`) in a stable order. Sources, rules, subscribers,
+endpoints and subscriptions carry an `ETag`; send it back in `If-Match` to change or delete
+them (428 without it, 412 when someone else changed the resource first).
+"""
+
+# Operations answering without a key say so; every other one names its least role
+# (``x-required-role``), and the permission test fails for an operation that does neither.
+PUBLIC: dict[str, Any] = {"x-public": True}
+
+TAGS = [
+    {"name": "sources", "description": "What is polled."},
+    {"name": "rules", "description": "Watch rules, their versions, validation and preview."},
+    {"name": "articles", "description": "Collected articles."},
+    {"name": "stories", "description": "Articles grouped by the news they report."},
+    {"name": "matches", "description": "Articles that matched a rule."},
+    {"name": "subscribers", "description": "People who receive e-mail digests."},
+    {"name": "endpoints", "description": "Webhook receivers and their signing secrets."},
+    {"name": "subscriptions", "description": "Who receives which rules, and when."},
+    {"name": "deliveries", "description": "Sent and pending digests and webhooks."},
+    {"name": "keys", "description": "Admin API keys."},
+    {"name": "audit", "description": "Who changed what."},
+    {"name": "health", "description": "Probes and metrics (no key needed)."},
+]
 
 
 def create_app(
@@ -47,13 +82,36 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(admin_router)
 
-    @app.get("/healthz", tags=["health"])
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(
+                get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    summary=app.summary,
+                    description=API_DESCRIPTION,
+                    routes=app.routes,
+                    tags=TAGS,
+                )
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.get("/healthz", tags=["health"], openapi_extra=PUBLIC)
     async def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok", "version": __version__}
 
-    @app.get("/readyz", tags=["health"], responses={503: {"description": "database unreachable"}})
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        responses={503: {"description": "database unreachable"}},
+        openapi_extra=PUBLIC,
+    )
     async def readyz(request: Request) -> JSONResponse:
         """The database answers."""
         res: Resources = request.state.resources
@@ -64,7 +122,7 @@ def create_app(
             return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
         return JSONResponse({"status": "ok"})
 
-    @app.get("/metrics", tags=["health"], response_class=Response)
+    @app.get("/metrics", tags=["health"], response_class=Response, openapi_extra=PUBLIC)
     async def metrics() -> Response:
         """Prometheus metrics."""
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

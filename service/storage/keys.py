@@ -56,3 +56,15 @@ async def authenticate(session: AsyncSession, plain: str, *, now: datetime) -> A
 
 async def list_keys(session: AsyncSession) -> list[ApiKey]:
     return list((await session.execute(select(ApiKey).order_by(ApiKey.id))).scalars())
+
+
+async def get_key(session: AsyncSession, key_id: int) -> ApiKey | None:
+    return await session.get(ApiKey, key_id)
+
+
+async def revoke_key(session: AsyncSession, key: ApiKey, *, now: datetime) -> ApiKey:
+    """Revoke ``key`` (idempotent: a revoked key keeps its first revocation time)."""
+    if key.revoked_at is None:
+        key.revoked_at = now
+        await session.flush()
+    return key
