@@ -16,7 +16,7 @@ RFC 5321 §4.5.3.2.6, where a retry may deliver a second copy).
 from __future__ import annotations
 
 import asyncio
-import logging
+import re
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,8 +31,6 @@ import aiosmtplib
 
 from alerts.render import RenderedEmail
 
-logger = logging.getLogger(__name__)
-
 #: Flattening policy: CRLF line ends, and headers up to RFC 5322's 998-character limit so
 #: ``List-Unsubscribe`` stays on one physical line, unencoded (EM-15).
 SMTP_POLICY = policy.SMTP.clone(max_line_length=998)
@@ -43,6 +41,24 @@ SendStatus = Literal["sent", "retry", "permanent"]
 # Replies that blame our relay set-up (TLS required, authentication), not the recipient:
 # classifying them as permanent would suppress a good address for our own mistake.
 _CONFIGURATION_CODES = frozenset({530, 534, 535, 538})
+
+
+_ID_LEFT = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
+
+
+def make_message_id(key: str, *, domain: str) -> str:
+    """Return ``<key@domain>``, a Message-ID derived from a delivery key.
+
+    Deriving it from the stored delivery (``delivery-<id>``) rather than generating it per
+    attempt keeps it identical across retries (EM-03); pass the sending domain explicitly so
+    no internal host name leaks (EM-01).
+
+    Raises:
+        ValueError: ``key`` or ``domain`` contains characters a Message-ID cannot carry.
+    """
+    if not _ID_LEFT.match(key) or not re.match(r"^[A-Za-z0-9.-]+$", domain):
+        raise ValueError(f"cannot build a Message-ID from {key!r} and {domain!r}")
+    return f"<{key}@{domain}>"
 
 
 def build_message(
