@@ -1,0 +1,193 @@
+"""Enrichment: which countries, companies, projects and commodities an article mentions.
+
+One Aho-Corasick automaton holds every alias of ``config/gazetteer.toml``, folded (lower case,
+NFKC, one kind of dash and apostrophe); a hit counts only on word boundaries, and aliases
+written in capitals (acronyms: PSO, PPL, US) must match the original text's case.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import ahocorasick
+
+from alerts.exceptions import AlertsError
+
+__all__ = ["ENTITY_KINDS", "Enrichment", "Gazetteer", "GazetteerError", "fold"]
+
+ENTITY_KINDS: Mapping[str, str] = {
+    "companies": "company",
+    "projects": "project",
+    "commodities": "commodity",
+}
+"""Gazetteer table name to entity id prefix (``company:gazprom``)."""
+
+_CHAR_FOLD = str.maketrans(
+    {
+        "\u2010": "-",
+        "\u2011": "-",
+        "\u2012": "-",
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2212": "-",
+        "\u2019": "'",
+        "\u2018": "'",
+        "\u00a0": " ",
+        "ё": "е",
+        "Ё": "Е",
+        "«": '"',
+        "»": '"',
+    }
+)
+
+
+class GazetteerError(AlertsError, ValueError):
+    """The gazetteer file is malformed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Enrichment:
+    """What :meth:`Gazetteer.find` found: ISO country codes and entity ids."""
+
+    countries: frozenset[str] = frozenset()
+    entities: frozenset[str] = frozenset()
+
+
+def fold(text: str) -> str:
+    """Fold ``text`` for matching without changing its length, so offsets stay valid."""
+    normalised = text.translate(_CHAR_FOLD)
+    out = []
+    for ch in normalised:
+        lowered = ch.lower()
+        out.append(lowered if len(lowered) == 1 else ch)
+    return "".join(out)
+
+
+def _is_acronym(alias: str) -> bool:
+    return any(ch.isalpha() for ch in alias) and alias == alias.upper()
+
+
+def _is_word_char(ch: str) -> bool:
+    # Combining marks (Urdu diacritics, Cyrillic accents) belong to the word they follow.
+    return ch.isalnum() or unicodedata.category(ch).startswith("M")
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    alias: str
+    exact: bool
+    country: str | None
+    entity: str | None
+
+
+class Gazetteer:
+    """Alias automaton over countries and entities."""
+
+    def __init__(
+        self,
+        countries: Mapping[str, list[str]],
+        entities: Mapping[str, list[str]],
+    ) -> None:
+        """Build the automaton.
+
+        Args:
+            countries: ISO 3166-1 alpha-2 code to aliases.
+            entities: entity id (``company:gazprom``) to aliases.
+        """
+        automaton: Any = ahocorasick.Automaton()
+        targets: dict[str, list[_Target]] = {}
+        for code, aliases in countries.items():
+            for alias in aliases:
+                self._add(targets, alias, country=code.upper(), entity=None)
+        for entity_id, aliases in entities.items():
+            for alias in aliases:
+                self._add(targets, alias, country=None, entity=entity_id)
+        for key, values in targets.items():
+            automaton.add_word(key, (len(key), tuple(values)))
+        if targets:
+            automaton.make_automaton()
+        self._automaton = automaton
+        self._empty = not targets
+        self.country_codes = frozenset(code.upper() for code in countries)
+        self.entity_ids = frozenset(entities)
+
+    @staticmethod
+    def _add(
+        targets: dict[str, list[_Target]], alias: str, *, country: str | None, entity: str | None
+    ) -> None:
+        cleaned = " ".join(alias.split())
+        if not cleaned:
+            return
+        key = fold(cleaned)
+        target = _Target(
+            alias=cleaned.translate(_CHAR_FOLD),
+            exact=_is_acronym(cleaned),
+            country=country,
+            entity=entity,
+        )
+        bucket = targets.setdefault(key, [])
+        if target not in bucket:
+            bucket.append(target)
+
+    @classmethod
+    def from_toml(cls, text: str) -> Gazetteer:
+        """Build a gazetteer from the text of ``config/gazetteer.toml``.
+
+        Raises:
+            GazetteerError: invalid TOML or a table without a ``names`` list of strings.
+        """
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise GazetteerError(f"invalid gazetteer TOML: {exc}") from exc
+        countries = {
+            code: cls._names(f"countries.{code}", table)
+            for code, table in data.get("countries", {}).items()
+        }
+        entities: dict[str, list[str]] = {}
+        for table_name, prefix in ENTITY_KINDS.items():
+            for ident, table in data.get(table_name, {}).items():
+                entities[f"{prefix}:{ident}"] = cls._names(f"{table_name}.{ident}", table)
+        unknown = set(data) - {"countries", *ENTITY_KINDS}
+        if unknown:
+            raise GazetteerError(f"unknown gazetteer tables: {', '.join(sorted(unknown))}")
+        return cls(countries, entities)
+
+    @staticmethod
+    def _names(where: str, table: Any) -> list[str]:
+        names = table.get("names") if isinstance(table, dict) else None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise GazetteerError(f"[{where}] needs names = [strings]")
+        return list(names)
+
+    def find(self, text: str) -> Enrichment:
+        """Return the countries and entities ``text`` mentions (whole words only)."""
+        if self._empty or not text:
+            return Enrichment()
+        normalised = " ".join(text.split()) if "\n" in text or "  " in text else text
+        original = normalised.translate(_CHAR_FOLD)
+        folded = fold(normalised)
+        countries: set[str] = set()
+        entities: set[str] = set()
+        for end, (length, targets) in self._automaton.iter(folded):
+            start = end - length + 1
+            if start > 0 and _is_word_char(folded[start - 1]) and _is_word_char(folded[start]):
+                continue
+            if (
+                end + 1 < len(folded)
+                and _is_word_char(folded[end + 1])
+                and _is_word_char(folded[end])
+            ):
+                continue
+            for target in targets:
+                if target.exact and original[start : end + 1] != target.alias:
+                    continue
+                if target.country is not None:
+                    countries.add(target.country)
+                if target.entity is not None:
+                    entities.add(target.entity)
+        return Enrichment(countries=frozenset(countries), entities=frozenset(entities))

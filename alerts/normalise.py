@@ -1,0 +1,234 @@
+"""Normalisation of fetched items: canonical URLs, clean text, UTC dates, language, identity.
+
+Pure: no I/O and no clock reads (the fetch time is passed in). The language model that
+py3langid ships inside its package is loaded once, on first use.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from selectolax.lexbor import LexborHTMLParser
+
+__all__ = [
+    "FUTURE_TOLERANCE",
+    "canonical_url",
+    "content_hash",
+    "detect_language",
+    "html_to_text",
+    "identity",
+    "normalise_published",
+]
+
+FUTURE_TOLERANCE = timedelta(minutes=15)
+"""Clock skew accepted before a publication date counts as "in the future" (invalid)."""
+_EARLIEST_PLAUSIBLE = datetime(1995, 1, 1, tzinfo=UTC)
+
+_TRACKING_EXACT = frozenset(
+    {
+        "fbclid",
+        "gclid",
+        "gclsrc",
+        "dclid",
+        "gbraid",
+        "wbraid",
+        "msclkid",
+        "yclid",
+        "igshid",
+        "mc_cid",
+        "mc_eid",
+        "_ga",
+        "_gl",
+        "_hsenc",
+        "_hsmi",
+        "mkt_tok",
+        "ref",
+        "ref_src",
+        "ref_url",
+        "referrer",
+        "cmpid",
+        "ocid",
+        "smid",
+        "spm",
+        "s_cid",
+        "sr_share",
+        "share",
+        "guccounter",
+        "__twitter_impression",
+        "amp",
+        "outputtype",
+        "at_medium",
+        "at_campaign",
+        "at_link",
+        "ito",
+        "xtor",
+    }
+)
+_TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "__hs", "oly_")
+_HOST_VARIANTS = ("www.", "m.", "mobile.", "amp.", "wap.")
+_AMP_PATH = re.compile(r"(?:/amp/?|\.amp|/amp\.html)$", re.IGNORECASE)
+_WHITESPACE = re.compile(r"\s+")
+_BLOCKS = (
+    "p, div, br, li, dt, dd, h1, h2, h3, h4, h5, h6, tr, td, th, blockquote, section, "
+    "article, header, footer, ul, ol, table, pre, figure, figcaption, hr, aside, main"
+)
+_JUNK = "script, style, noscript, template, iframe, object, embed, svg, head"
+_LANGUAGES = [
+    "en",
+    "ru",
+    "ur",
+    "ar",
+    "fa",
+    "zh",
+    "fr",
+    "de",
+    "es",
+    "it",
+    "pt",
+    "tr",
+    "hi",
+    "bn",
+    "uk",
+    "kk",
+    "uz",
+    "ky",
+    "tg",
+    "az",
+    "ps",
+    "id",
+    "ms",
+    "ja",
+    "ko",
+    "pl",
+    "nl",
+    "sv",
+]
+
+
+def canonical_url(url: str) -> str:
+    """Return the identity form of a URL, so that variants of one page compare equal.
+
+    Lower-cases scheme and host, drops the port when it is the scheme's default, the
+    fragment, user info, tracking parameters (``utm_*``, ``fbclid``, ``gclid``...), AMP and
+    mobile variants (``m.``/``amp.``/``www.`` hosts, a ``/amp`` suffix, ``?amp=1``), and
+    sorts the remaining query parameters. ``http`` and ``https`` map to ``https``. The result
+    is a comparison key, not necessarily a URL that serves the page.
+    """
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return url.strip()
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower().rstrip(".")
+    if not host or scheme not in {"http", "https"}:
+        return url.strip()
+    for prefix in _HOST_VARIANTS:
+        if host.startswith(prefix) and host.count(".") >= 2:
+            host = host[len(prefix) :]
+            break
+    if port is not None and port not in {80, 443}:
+        host = f"{host}:{port}"
+    path = _AMP_PATH.sub("", parts.path)
+    # "/news/1/" and "/news/1" are the same page on every CMS we read.
+    path = path.rstrip("/") or "/"
+    query = sorted(
+        (key, value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        if key.lower() not in _TRACKING_EXACT and not key.lower().startswith(_TRACKING_PREFIXES)
+    )
+    return urlunsplit(("https", host, path, urlencode(query), ""))
+
+
+def html_to_text(html: str) -> str:
+    """Return the visible text of an HTML fragment, whitespace collapsed to single spaces.
+
+    Scripts, styles and other non-text elements are dropped; block elements separate words.
+    Plain text passes through (entities decoded, whitespace collapsed).
+    """
+    if not html:
+        return ""
+    if "<" not in html and "&" not in html:
+        return _WHITESPACE.sub(" ", html).strip()
+    tree = LexborHTMLParser(html)
+    for junk in tree.css(_JUNK):
+        junk.decompose()
+    for block in tree.css(_BLOCKS):
+        block.insert_before(" ")
+        block.insert_after(" ")
+    root = tree.body or tree.root
+    text = root.text(separator="") if root is not None else ""
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def normalise_published(dt: datetime | None, *, fetched_at: datetime) -> tuple[datetime, bool]:
+    """Return a UTC publication time and whether it had to be replaced.
+
+    Missing, naive-but-absurd, pre-1995 and future dates (beyond :data:`FUTURE_TOLERANCE`
+    after ``fetched_at``) fall back to ``fetched_at`` and are flagged ``True``. Naive dates are
+    taken as UTC.
+
+    Args:
+        dt: the date the source gave, if any.
+        fetched_at: when the document was fetched (timezone-aware).
+    """
+    fetched = fetched_at.astimezone(UTC)
+    if dt is None:
+        return fetched, True
+    value = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    if value < _EARLIEST_PLAUSIBLE or value > fetched + FUTURE_TOLERANCE:
+        return fetched, True
+    return value, False
+
+
+@functools.cache
+def _identifier() -> Any:
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    # Restricting the candidates to languages our sources publish in avoids the classic
+    # short-text confusions (English headlines classified as Latin, Urdu as Persian...).
+    identifier.set_languages(_LANGUAGES)
+    return identifier
+
+
+def detect_language(text: str) -> str:
+    """Return the ISO 639-1 code of ``text``'s language, or ``""`` when unsure.
+
+    Texts under 20 letters or classified with a normalised probability under 0.5 are "unsure".
+    """
+    sample = text[:2000]
+    if sum(ch.isalpha() for ch in sample) < 20:
+        return ""
+    language, probability = _identifier().classify(sample)
+    return str(language) if float(probability) >= 0.5 else ""
+
+
+def _fold(text: str) -> str:
+    return _WHITESPACE.sub(" ", text).strip().casefold()
+
+
+def content_hash(title: str, text: str) -> str:
+    """Return a stable hash of an article's title and text (case and spacing ignored)."""
+    digest = hashlib.sha256(f"{_fold(title)}\n{_fold(text)}".encode())
+    return digest.hexdigest()
+
+
+def identity(guid: str | None, canonical_url: str | None, content_hash: str) -> str:
+    """Return an article's identity within its source: guid, else canonical URL, else hash.
+
+    The result is ``kind:hex`` with a 40-character hash, so it fits an indexed column whatever
+    the source's guids look like.
+    """
+    if guid and guid.strip():
+        kind, value = "guid", guid.strip()
+    elif canonical_url and canonical_url.strip():
+        kind, value = "url", canonical_url.strip()
+    else:
+        return f"hash:{content_hash[:40]}"
+    return f"{kind}:{hashlib.sha256(value.encode()).hexdigest()[:40]}"

@@ -1,0 +1,1 @@
+"""Database layer: the declarative base, the typed models and engine/session factories."""

@@ -1,0 +1,565 @@
+"""Digests and alerts: plan what is due into the outbox, then send what the outbox holds.
+
+Planning (one transaction per subscription) creates at most one delivery per
+(subscription, period key) and attaches every pending notification to it, so a committed
+match is delivered exactly once. Sending claims deliveries with a lease, commits an attempt
+row before any network call, and reuses the delivery's Message-ID / webhook-id on retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from functools import partial
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+import alerts
+from alerts.digest import Digest, DigestCandidate, DigestLimits, Outlet, build_digest
+from alerts.render import render_email, webhook_payload
+from alerts.schedule import Cadence, due_period
+from service import metrics
+from service.db.models import (
+    Article,
+    Delivery,
+    DeliveryAttempt,
+    Match,
+    Notification,
+    Source,
+    Subscriber,
+    Subscription,
+    WatchRule,
+    WebhookEndpoint,
+)
+from service.notify.email import Mailer, MailerConnection, SmtpOptions, build_message
+from service.notify.tokens import make_token
+from service.notify.webhook import WebhookSender, retry_delay, should_disable
+from service.runtime import Resources
+from service.safety import check_url
+from service.storage.claims import claim_due
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    planned: int = 0
+    delivered: int = 0
+    retrying: int = 0
+    failed: int = 0
+
+
+def smtp_options(resources: Resources) -> SmtpOptions:
+    smtp = resources.settings.smtp
+    return SmtpOptions(
+        host=smtp.host,
+        port=smtp.port,
+        tls=smtp.tls,
+        username=smtp.username,
+        password=smtp.password.get_secret_value() if smtp.password else None,
+        timeout=smtp.timeout_seconds,
+        pace_seconds=smtp.pace_seconds,
+    )
+
+
+def _send_time(value: str) -> time:
+    hour, minute = value.split(":")
+    return time(int(hour), int(minute))
+
+
+async def run_due_deliveries(resources: Resources) -> DeliveryReport:
+    """Plan every digest due now, then send every delivery due now."""
+    planned = await plan_due(resources)
+    sent = await send_due(resources)
+    return DeliveryReport(planned, sent.delivered, sent.retrying, sent.failed)
+
+
+async def plan_due(resources: Resources) -> int:
+    """Create the deliveries of every subscription due now. Returns how many were created."""
+    now = resources.clock()
+    lease = now + timedelta(seconds=resources.settings.delivery.lease_seconds)
+    async with resources.sessionmaker() as session:
+        ids = await claim_due(
+            session,
+            Subscription,
+            due_column=Subscription.next_due_at,
+            now=now,
+            owner=resources.owner,
+            lease_until=lease,
+            limit=resources.settings.delivery.batch_size,
+            where=[Subscription.enabled.is_(True)],
+        )
+        await session.commit()
+    created = 0
+    for subscription_id in ids:
+        async with resources.sessionmaker() as session:
+            created += await _plan_one(session, subscription_id, now=now, owner=resources.owner)
+            await session.commit()
+    return created
+
+
+async def _plan_one(
+    session: AsyncSession, subscription_id: int, *, now: datetime, owner: str
+) -> int:
+    sub = await session.get(Subscription, subscription_id)
+    if sub is None or sub.lease_owner != owner or sub.next_due_at is None:
+        return 0
+    channel = "email" if sub.subscriber_id is not None else "webhook"
+    pending = select(func.count()).where(
+        Notification.subscription_id == sub.id, Notification.delivery_id.is_(None)
+    )
+    pending_count = (await session.execute(pending)).scalar_one()
+    created = 0
+    if sub.cadence == "immediate":
+        if pending_count:
+            first = (
+                await session.execute(
+                    select(func.min(Notification.id)).where(
+                        Notification.subscription_id == sub.id,
+                        Notification.delivery_id.is_(None),
+                    )
+                )
+            ).scalar_one()
+            event = "match.created" if channel == "webhook" else "digest.published"
+            created = await _create_delivery(
+                session,
+                sub,
+                channel=channel,
+                event=event,
+                period_key=f"alert-{first}",
+                window=(None, now),
+                now=now,
+            )
+        sub.next_due_at = None
+    else:
+        cadence: Cadence = sub.cadence  # type: ignore[assignment]
+        period = due_period(
+            cadence=cadence,
+            send_time=_send_time(sub.send_time),
+            weekday=sub.weekday,
+            tz=sub.timezone,
+            next_due_at=sub.next_due_at,
+            covered_until=None,
+            now=now,
+        )
+        if period is not None:
+            if pending_count or sub.heartbeat:
+                created = await _create_delivery(
+                    session,
+                    sub,
+                    channel=channel,
+                    event="digest.published",
+                    period_key=period.period_key,
+                    window=(period.window_start, period.window_end),
+                    now=now,
+                )
+            sub.last_period_key = period.period_key
+            sub.next_due_at = period.next_due
+    sub.lease_owner = None
+    sub.lease_until = None
+    await session.flush()
+    return created
+
+
+async def _create_delivery(
+    session: AsyncSession,
+    sub: Subscription,
+    *,
+    channel: str,
+    event: str,
+    period_key: str,
+    window: tuple[datetime | None, datetime],
+    now: datetime,
+) -> int:
+    exists = (
+        await session.execute(
+            select(Delivery.id).where(
+                Delivery.subscription_id == sub.id, Delivery.period_key == period_key
+            )
+        )
+    ).scalar_one_or_none()
+    if exists is not None:
+        # A replayed or repeated period (DST, a second process): the unique key absorbs it.
+        return 0
+    delivery = Delivery(
+        subscription_id=sub.id,
+        channel=channel,
+        event_type=event,
+        period_key=period_key,
+        window_start=window[0],
+        window_end=window[1],
+        status="pending",
+        attempts=0,
+        next_attempt_at=now,
+        message_id=f"pending-{sub.id}-{period_key}",
+        created_at=now,
+    )
+    session.add(delivery)
+    await session.flush()
+    delivery.message_id = f"msg_{delivery.id}"
+    result = await session.execute(
+        update(Notification)
+        .where(Notification.subscription_id == sub.id, Notification.delivery_id.is_(None))
+        .values(delivery_id=delivery.id)
+        .execution_options(synchronize_session=False)
+    )
+    delivery.item_count = int(result.rowcount)  # type: ignore[attr-defined]
+    await session.flush()
+    return 1
+
+
+@dataclass(frozen=True, slots=True)
+class _SendTotals:
+    delivered: int = 0
+    retrying: int = 0
+    failed: int = 0
+
+
+async def send_due(resources: Resources) -> _SendTotals:
+    """Claim due deliveries and send them: e-mails over one SMTP connection per batch."""
+    now = resources.clock()
+    settings = resources.settings.delivery
+    async with resources.sessionmaker() as session:
+        ids = await claim_due(
+            session,
+            Delivery,
+            due_column=Delivery.next_attempt_at,
+            now=now,
+            owner=resources.owner,
+            lease_until=now + timedelta(seconds=settings.lease_seconds),
+            limit=settings.batch_size,
+            where=[Delivery.status.in_(("pending", "retry_wait", "sending"))],
+        )
+        if ids:
+            await session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(ids))
+                .values(status="sending")
+                .execution_options(synchronize_session=False)
+            )
+        await session.commit()
+    outcomes: list[str] = []
+    if not ids:
+        return _SendTotals()
+    mailer = Mailer(smtp_options(resources))
+    sender = WebhookSender(
+        resources.http,
+        timeout=resources.settings.http.timeout_seconds,
+        url_guard=partial(check_url, allow_loopback=resources.settings.http.allow_loopback),
+    )
+    async with mailer.connection() as connection:
+        for delivery_id in ids:
+            outcomes.append(await _send_one(resources, delivery_id, connection, sender))
+    return _SendTotals(
+        delivered=outcomes.count("delivered"),
+        retrying=outcomes.count("retry"),
+        failed=outcomes.count("failed"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    delivery: Delivery
+    subscription: Subscription
+    subscriber: Subscriber | None
+    endpoint: WebhookEndpoint | None
+    digest: Digest
+    attempt_id: int
+    number: int
+
+
+async def _prepare(resources: Resources, delivery_id: int) -> _Prepared | str:
+    now = resources.clock()
+    async with resources.sessionmaker() as session:
+        delivery = await session.get(Delivery, delivery_id)
+        if delivery is None or delivery.lease_owner != resources.owner:
+            return "skipped"
+        sub = await session.get(Subscription, delivery.subscription_id)
+        subscriber = (
+            await session.get(Subscriber, sub.subscriber_id)
+            if sub is not None and sub.subscriber_id is not None
+            else None
+        )
+        endpoint = (
+            await session.get(WebhookEndpoint, sub.endpoint_id)
+            if sub is not None and sub.endpoint_id is not None
+            else None
+        )
+        gone = (
+            sub is None
+            or (subscriber is not None and subscriber.status != "active")
+            or (endpoint is not None and not endpoint.enabled)
+        )
+        if gone:
+            delivery.status = "cancelled"
+            delivery.lease_owner = delivery.lease_until = None
+            await session.commit()
+            return "failed"
+        assert sub is not None
+        digest = await load_digest(
+            session, delivery, limit=resources.settings.delivery.digest_item_limit
+        )
+        if delivery.attempts and delivery.status == "sending":
+            # The previous attempt may have reached the receiver before we crashed.
+            delivery.possible_duplicate = True
+        delivery.attempts += 1
+        attempt = DeliveryAttempt(
+            delivery_id=delivery.id, number=delivery.attempts, started_at=now, outcome="started"
+        )
+        session.add(attempt)
+        await session.flush()
+        # Committed before the network call: a crash leaves evidence of the phase reached.
+        await session.commit()
+        return _Prepared(delivery, sub, subscriber, endpoint, digest, attempt.id, delivery.attempts)
+
+
+async def _send_one(
+    resources: Resources,
+    delivery_id: int,
+    connection: MailerConnection,
+    sender: WebhookSender,
+) -> str:
+    prepared = await _prepare(resources, delivery_id)
+    if isinstance(prepared, str):
+        return prepared
+    delivery = prepared.delivery
+    now = resources.clock()
+    retry_after: timedelta | None = None
+    disable_endpoint = False
+    if prepared.subscriber is not None:
+        status, code, detail = await _send_email(resources, prepared, connection)
+        permanent_recipient = status == "failed" and code is not None and 500 <= code < 600
+    else:
+        assert prepared.endpoint is not None
+        status, code, detail, retry_after = await _send_webhook(resources, prepared, sender)
+        permanent_recipient = False
+        disable_endpoint = status == "disabled"
+    finished = resources.clock()
+    async with resources.sessionmaker() as session:
+        row = await session.get(Delivery, delivery.id)
+        attempt = await session.get(DeliveryAttempt, prepared.attempt_id)
+        assert row is not None
+        assert attempt is not None
+        attempt.finished_at = finished
+        attempt.code = code
+        attempt.response = detail[:1024]
+        row.lease_owner = row.lease_until = None
+        if status == "delivered":
+            row.status, row.delivered_at, row.last_error = "delivered", finished, None
+            attempt.outcome = "delivered"
+        elif (
+            status == "retry"
+            and (
+                delay := _next_delay(
+                    row.attempts, resources.settings.delivery.max_attempts, retry_after
+                )
+            )
+            is not None
+        ):
+            row.status, row.next_attempt_at, row.last_error = "retry_wait", now + delay, detail
+            attempt.outcome = "retry"
+        else:
+            row.status, row.last_error = "failed", detail
+            attempt.outcome = "disabled" if disable_endpoint else "failed"
+        if prepared.endpoint is not None:
+            await _update_endpoint_health(
+                session, prepared.endpoint.id, row.status, disable=disable_endpoint, now=finished
+            )
+        if permanent_recipient and prepared.subscriber is not None:
+            subscriber = await session.get(Subscriber, prepared.subscriber.id)
+            if subscriber is not None:
+                subscriber.status = "suppressed"
+                subscriber.status_reason = f"SMTP {code}: {detail[:200]}"
+                subscriber.updated_at = finished
+        await session.commit()
+        final = row.status
+    metrics.DELIVERIES.labels(delivery.channel, final).inc()
+    log.info("delivery attempted delivery_id=%s status=%s code=%s", delivery.id, final, code)
+    return {"delivered": "delivered", "retry_wait": "retry"}.get(final, "failed")
+
+
+def _next_delay(
+    attempts: int, max_attempts: int, retry_after: timedelta | None
+) -> timedelta | None:
+    if attempts >= max_attempts:
+        return None
+    return retry_delay(attempts, retry_after=retry_after, rng=random.Random())
+
+
+async def _update_endpoint_health(
+    session: AsyncSession, endpoint_id: int, status: str, *, disable: bool, now: datetime
+) -> None:
+    endpoint = await session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None:
+        return
+    if status == "delivered":
+        endpoint.failing_since = None
+        return
+    if endpoint.failing_since is None:
+        endpoint.failing_since = now
+    expired = should_disable(status="retry", failing_since=endpoint.failing_since, now=now)
+    if disable or expired:
+        endpoint.enabled = False
+        endpoint.disabled_reason = "410 Gone" if disable else "failing for 5 days"
+        endpoint.updated_at = now
+
+
+def _links(resources: Resources, subscription_id: int) -> tuple[str, str]:
+    base = resources.settings.public_base_url
+    unsubscribe = make_token(
+        resources.secret_key,
+        purpose="unsubscribe",
+        subject=str(subscription_id),
+        expires_at=None,
+    )
+    preferences = make_token(
+        resources.secret_key,
+        purpose="preferences",
+        subject=str(subscription_id),
+        expires_at=None,
+    )
+    return f"{base}/u/{unsubscribe}", f"{base}/p/{preferences}"
+
+
+async def _send_email(
+    resources: Resources, prepared: _Prepared, connection: MailerConnection
+) -> tuple[str, int | None, str]:
+    settings = resources.settings
+    assert prepared.subscriber is not None
+    unsubscribe_url, preferences_url = _links(resources, prepared.subscription.id)
+    rendered = render_email(
+        prepared.digest,
+        subject_prefix=settings.delivery.subject_prefix,
+        unsubscribe_url=unsubscribe_url,
+        preferences_url=preferences_url,
+        tz=prepared.subscription.timezone,
+    )
+    domain = settings.delivery.list_id
+    message = build_message(
+        rendered,
+        sender=settings.smtp.sender,
+        to=prepared.subscriber.email,
+        message_id=f"<{prepared.delivery.message_id}@{domain}>",
+        list_id=f"dealwatch digest <{domain}>",
+        unsubscribe_url=unsubscribe_url,
+        date=prepared.delivery.created_at,
+    )
+    outcome = await connection.send(message)
+    status = {"sent": "delivered", "retry": "retry", "permanent": "failed"}[outcome.status]
+    return status, outcome.code, outcome.message
+
+
+async def _send_webhook(
+    resources: Resources, prepared: _Prepared, sender: WebhookSender
+) -> tuple[str, int | None, str, timedelta | None]:
+    assert prepared.endpoint is not None
+    now = resources.clock()
+    digest = prepared.digest
+    payload: dict[str, Any]
+    if prepared.delivery.event_type == "match.created" and digest.sections:
+        section = digest.sections[0]
+        payload = webhook_payload(
+            "match.created",
+            event_time=prepared.delivery.created_at,
+            sequence=prepared.delivery.id,
+            subscription_id=str(prepared.subscription.id),
+            entry=section.entries[0],
+            rule_id=section.rule_id,
+            rule_name=section.rule_name,
+        )
+        event = "match.created"
+    else:
+        payload = webhook_payload(
+            "digest.published",
+            event_time=prepared.delivery.created_at,
+            sequence=prepared.delivery.id,
+            subscription_id=str(prepared.subscription.id),
+            digest=digest,
+        )
+        event = "digest.published"
+    secrets = [
+        entry["secret"]
+        for entry in prepared.endpoint.secrets
+        if not entry.get("expires_at") or datetime.fromisoformat(entry["expires_at"]) > now
+    ]
+    outcome = await sender.send(
+        prepared.endpoint.url,
+        msg_id=prepared.delivery.message_id,
+        event_type=event,
+        payload=payload,
+        secrets=secrets,
+        timestamp=now,
+    )
+    return outcome.status, outcome.http_status, outcome.response_excerpt, outcome.retry_after
+
+
+async def load_digest(session: AsyncSession, delivery: Delivery, *, limit: int) -> Digest:
+    """Rebuild a delivery's digest from its notifications: the same content on every retry."""
+    rows = (
+        await session.execute(
+            select(Notification, Article, Match, WatchRule, Source)
+            .join(Article, Article.id == Notification.article_id)
+            .join(
+                Match,
+                (Match.article_id == Notification.article_id)
+                & (Match.rule_id == Notification.rule_id),
+            )
+            .join(WatchRule, WatchRule.id == Notification.rule_id)
+            .join(Source, Source.id == Article.source_id)
+            .where(Notification.delivery_id == delivery.id)
+            .order_by(Notification.id)
+        )
+    ).all()
+    story_ids = {article.story_id for _, article, _, _, _ in rows if article.story_id}
+    outlets: dict[str, list[Outlet]] = {}
+    if story_ids:
+        story_rows = await session.execute(
+            select(Article.story_id, Source.name, Source.tier)
+            .join(Source, Source.id == Article.source_id)
+            .where(Article.story_id.in_(story_ids))
+        )
+        for story_id, name, tier in story_rows.all():
+            outlets.setdefault(str(story_id), []).append(Outlet(name=name, tier=tier))
+    candidates = [
+        DigestCandidate(
+            match=alerts.Match(
+                rule_id=match.rule_id,
+                article_id=str(article.id),
+                score=match.score,
+                terms=tuple(match.terms),
+                snippet=match.snippet,
+                highlights=tuple((int(a), int(b)) for a, b in match.highlights),
+            ),
+            article=alerts.Article(
+                id=str(article.id),
+                title=article.title,
+                body=article.text or article.summary,
+                url=article.url,
+                source=source.id,
+                domain=urlsplit(article.url).hostname or "",
+                tier=source.tier,
+                lang=article.language or "",
+                published=article.published_at,
+            ),
+            story_id=str(article.story_id) if article.story_id else "",
+            rule_name=rule.name,
+            source_name=source.name,
+        )
+        for _, article, match, rule, source in rows
+    ]
+    window_end = delivery.window_end or delivery.created_at
+    window_start = delivery.window_start or window_end
+    return build_digest(
+        subscription_id=str(delivery.subscription_id),
+        period_key=delivery.period_key,
+        window_start=window_start,
+        window_end=window_end,
+        candidates=candidates,
+        story_outlets=outlets,
+        limits=DigestLimits(total=limit),
+    )

@@ -1,0 +1,106 @@
+"""Process-wide resources, opened once at the edge and passed down explicitly."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from service.db.session import make_engine, make_sessionmaker
+from service.settings import HttpSettings, Settings
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Everything a job or a request needs besides its data.
+
+    Attributes:
+        settings: the settings the process was started with.
+        engine / sessionmaker: the database.
+        http: the one HTTP client of the process (feeds and webhooks).
+        clock: returns the current time, timezone-aware UTC (tests inject a fixed one).
+        owner: identifies this process in lease columns.
+        secret_key: signs links in e-mails.
+    """
+
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    http: httpx.AsyncClient
+    clock: Clock
+    owner: str
+    secret_key: bytes
+
+
+def make_http_client(settings: HttpSettings) -> httpx.AsyncClient:
+    """Build the process's HTTP client. Redirects are followed by the fetcher, hop by hop."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.timeout_seconds, connect=settings.connect_timeout_seconds),
+        limits=httpx.Limits(
+            max_connections=settings.max_connections,
+            max_keepalive_connections=settings.max_connections,
+        ),
+        headers={"User-Agent": settings.user_agent},
+        follow_redirects=False,
+    )
+
+
+def resolve_secret_key(settings: Settings) -> bytes:
+    """Return the link-signing key: the configured one, else one generated once per data dir."""
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value().encode()
+    path = Path(settings.data_dir) / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # O_EXCL: two processes starting together must not write two different keys.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip().encode()
+
+
+def process_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@asynccontextmanager
+async def open_resources(
+    settings: Settings,
+    *,
+    clock: Clock = system_clock,
+    http: httpx.AsyncClient | None = None,
+) -> AsyncIterator[Resources]:
+    """Open the engine and the HTTP client; close them in reverse order on exit."""
+    async with AsyncExitStack() as stack:
+        engine = make_engine(settings.database)
+        stack.push_async_callback(engine.dispose)
+        if http is None:
+            http = await stack.enter_async_context(make_http_client(settings.http))
+        yield Resources(
+            settings=settings,
+            engine=engine,
+            sessionmaker=make_sessionmaker(engine),
+            http=http,
+            clock=clock,
+            owner=process_owner(),
+            secret_key=resolve_secret_key(settings),
+        )

@@ -1,0 +1,129 @@
+"""Settings: read once at the process edge (CLI, app factory) and passed down as values.
+
+Precedence, highest first: explicit keyword arguments (tests), ``DEALWATCH_*`` environment
+variables (nested with ``__``, e.g. ``DEALWATCH_DATABASE__URL``), a ``.env`` file, then
+``config/defaults.toml``. Secrets come only from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+_REPO_CONFIG = Path(__file__).resolve().parent.parent / "config"
+
+
+def config_dir() -> Path:
+    """Return the folder holding ``defaults.toml``, ``sources.toml`` and ``rules.toml``."""
+    return Path(os.environ.get("DEALWATCH_CONFIG_DIR", str(_REPO_CONFIG)))
+
+
+class DatabaseSettings(BaseModel):
+    url: str = "sqlite+aiosqlite:///./var/dealwatch.db"
+    pool_size: int = Field(default=5, ge=1)
+    echo: bool = False
+
+
+class HttpSettings(BaseModel):
+    timeout_seconds: float = Field(default=20.0, gt=0)
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_redirects: int = Field(default=5, ge=0)
+    user_agent: str = "dealwatch/0.1 (+https://github.com/dealwatch/dealwatch)"
+    allow_loopback: bool = False
+    per_host_concurrency: int = Field(default=2, ge=1)
+    min_host_interval_seconds: float = Field(default=1.0, ge=0)
+    max_connections: int = Field(default=50, ge=1)
+
+
+class PollSettings(BaseModel):
+    tick_seconds: float = Field(default=10.0, gt=0)
+    batch_size: int = Field(default=50, ge=1)
+    concurrency: int = Field(default=8, ge=1)
+    lease_seconds: int = Field(default=600, ge=10)
+    default_interval_minutes: int = Field(default=30, ge=1)
+    min_interval_minutes: int = Field(default=5, ge=1)
+    max_interval_minutes: int = Field(default=1440, ge=1)
+    failing_after: int = Field(default=5, ge=1)
+
+
+class SmtpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1025, ge=1, le=65535)
+    tls: Literal["none", "starttls", "tls"] = "none"
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = "dealwatch <alerts@dealwatch.localhost>"
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    pace_seconds: float = Field(default=0.0, ge=0)
+
+
+class DeliverySettings(BaseModel):
+    batch_size: int = Field(default=50, ge=1)
+    concurrency: int = Field(default=4, ge=1)
+    lease_seconds: int = Field(default=600, ge=10)
+    max_attempts: int = Field(default=12, ge=1)
+    digest_item_limit: int = Field(default=100, ge=1)
+    list_id: str = "dealwatch.localhost"
+    subject_prefix: str = "[dealwatch]"
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+
+Role = Literal["api", "worker", "all"]
+
+
+class Settings(BaseSettings):
+    """Every setting of a dealwatch process. See ``config/defaults.toml`` for each field."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DEALWATCH_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    database: DatabaseSettings = DatabaseSettings()
+    http: HttpSettings = HttpSettings()
+    poll: PollSettings = PollSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    api: ApiSettings = ApiSettings()
+    public_base_url: str = "http://127.0.0.1:8000"
+    data_dir: Path = Path("var")
+    secret_key: SecretStr | None = None
+    log_level: str = "INFO"
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_dir() / "defaults.toml")
+        return (init_settings, env_settings, dotenv_settings, toml)
+
+
+def load_settings() -> Settings:
+    """Read the settings once, at the process edge."""
+    return Settings()

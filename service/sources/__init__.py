@@ -1,0 +1,1 @@
+"""Fetching and parsing sources: the I/O half of ingestion."""
