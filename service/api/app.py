@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from service import __version__
+from service.api.public import public_router
 from service.metrics import REGISTRY
 from service.runtime import Resources, open_resources
 from service.settings import Settings
@@ -47,6 +48,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+
+    app.include_router(public_router())
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from functools import partial
@@ -42,6 +43,7 @@ from service.notify.webhook import WebhookSender, retry_delay, should_disable
 from service.runtime import Resources
 from service.safety import check_url
 from service.storage.claims import claim_due
+from service.storage.deliveries import active_secrets
 
 log = logging.getLogger(__name__)
 
@@ -125,16 +127,39 @@ async def _plan_one(
                     )
                 )
             ).scalar_one()
-            event = "match.created" if channel == "webhook" else "digest.published"
-            created = await _create_delivery(
-                session,
-                sub,
-                channel=channel,
-                event=event,
-                period_key=f"alert-{first}",
-                window=(None, now),
-                now=now,
-            )
+            if channel == "webhook":
+                # match.created carries one match: one delivery (and webhook-id) per match.
+                pending_ids = (
+                    await session.execute(
+                        select(Notification.id)
+                        .where(
+                            Notification.subscription_id == sub.id,
+                            Notification.delivery_id.is_(None),
+                        )
+                        .order_by(Notification.id)
+                    )
+                ).scalars()
+                for notification_id in list(pending_ids):
+                    created += await _create_delivery(
+                        session,
+                        sub,
+                        channel=channel,
+                        event="match.created",
+                        period_key=f"match-{notification_id}",
+                        window=(None, now),
+                        now=now,
+                        notification_ids=[notification_id],
+                    )
+            else:
+                created = await _create_delivery(
+                    session,
+                    sub,
+                    channel=channel,
+                    event="digest.published",
+                    period_key=f"alert-{first}",
+                    window=(None, now),
+                    now=now,
+                )
         sub.next_due_at = None
     else:
         cadence: Cadence = sub.cadence  # type: ignore[assignment]
@@ -175,6 +200,7 @@ async def _create_delivery(
     period_key: str,
     window: tuple[datetime | None, datetime],
     now: datetime,
+    notification_ids: Sequence[int] | None = None,
 ) -> int:
     exists = (
         await session.execute(
@@ -202,9 +228,12 @@ async def _create_delivery(
     session.add(delivery)
     await session.flush()
     delivery.message_id = f"msg_{delivery.id}"
+    attach = [Notification.subscription_id == sub.id, Notification.delivery_id.is_(None)]
+    if notification_ids is not None:
+        attach.append(Notification.id.in_(notification_ids))
     result = await session.execute(
         update(Notification)
-        .where(Notification.subscription_id == sub.id, Notification.delivery_id.is_(None))
+        .where(*attach)
         .values(delivery_id=delivery.id)
         .execution_options(synchronize_session=False)
     )
@@ -292,6 +321,7 @@ async def _prepare(resources: Resources, delivery_id: int) -> _Prepared | str:
         )
         gone = (
             sub is None
+            or not sub.enabled
             or (subscriber is not None and subscriber.status != "active")
             or (endpoint is not None and not endpoint.enabled)
         )
@@ -482,11 +512,7 @@ async def _send_webhook(
             digest=digest,
         )
         event = "digest.published"
-    secrets = [
-        entry["secret"]
-        for entry in prepared.endpoint.secrets
-        if not entry.get("expires_at") or datetime.fromisoformat(entry["expires_at"]) > now
-    ]
+    secrets = active_secrets(prepared.endpoint.secrets, now=now)
     outcome = await sender.send(
         prepared.endpoint.url,
         msg_id=prepared.delivery.message_id,

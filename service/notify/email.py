@@ -67,8 +67,8 @@ def build_message(
     sender: str,
     to: str,
     message_id: str,
-    list_id: str,
-    unsubscribe_url: str,
+    list_id: str | None,
+    unsubscribe_url: str | None,
     unsubscribe_mailto: str | None = None,
     date: datetime,
     reply_to: str | None = None,
@@ -80,8 +80,10 @@ def build_message(
         sender: the ``From`` header, e.g. ``dealwatch <digest@news.example.org>``.
         to: the recipient address.
         message_id: ``<unique@domain>``; reuse the same one on every retry of a delivery.
-        list_id: RFC 2919 list id, e.g. ``Daily digest <daily.news.example.org>``.
-        unsubscribe_url: HTTPS one-click unsubscribe URL (RFC 8058).
+        list_id: RFC 2919 list id, e.g. ``Daily digest <daily.news.example.org>``; ``None``
+            for transactional mail (the confirmation e-mail), which is not list mail.
+        unsubscribe_url: HTTPS one-click unsubscribe URL (RFC 8058); ``None`` only for
+            transactional mail.
         unsubscribe_mailto: optional ``mailto:`` alternative listed second.
         date: the ``Date`` header (timezone-aware).
         reply_to: optional ``Reply-To``.
@@ -101,12 +103,14 @@ def build_message(
     message["Message-ID"] = message_id
     if reply_to:
         message["Reply-To"] = reply_to
-    message["List-Id"] = list_id
-    targets = [f"<{unsubscribe_url}>"]
-    if unsubscribe_mailto:
-        targets.append(f"<{unsubscribe_mailto}>")
-    message["List-Unsubscribe"] = ", ".join(targets)
-    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    if list_id:
+        message["List-Id"] = list_id
+    if unsubscribe_url:
+        targets = [f"<{unsubscribe_url}>"]
+        if unsubscribe_mailto:
+            targets.append(f"<{unsubscribe_mailto}>")
+        message["List-Unsubscribe"] = ", ".join(targets)
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     # Quoted-printable keeps the body 7-bit: no dependence on the relay's 8BITMIME support.
     message.set_content(rendered.text, cte="quoted-printable")
     message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
