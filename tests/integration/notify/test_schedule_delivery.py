@@ -67,8 +67,8 @@ async def period_keys(res: Resources) -> list[str]:
         )
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 async def test_new_york_fall_back_sends_one_digest_per_day(
