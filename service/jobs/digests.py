@@ -334,8 +334,19 @@ async def _prepare(resources: Resources, delivery_id: int) -> _Prepared | str:
         digest = await load_digest(
             session, delivery, limit=resources.settings.delivery.digest_item_limit
         )
-        if delivery.attempts and delivery.status == "sending":
-            # The previous attempt may have reached the receiver before we crashed.
+        unfinished = (
+            await session.execute(
+                select(DeliveryAttempt).where(
+                    DeliveryAttempt.delivery_id == delivery.id,
+                    DeliveryAttempt.outcome == "started",
+                )
+            )
+        ).scalars()
+        for lost in unfinished:
+            # A worker died between committing this attempt and recording its outcome: the
+            # message may have reached the receiver, who dedupes on the same id (REL-06).
+            lost.outcome, lost.finished_at = "abandoned", now
+            lost.error = "the worker stopped before recording the outcome"
             delivery.possible_duplicate = True
         delivery.attempts += 1
         attempt = DeliveryAttempt(

@@ -117,6 +117,7 @@ async def test_match_created_per_match_500_then_200(
     payloads = {d.headers["webhook-id"]: d.payload for d in receiver.deliveries}
     titles = {p["data"]["match"]["title"] for p in payloads.values()}
     assert titles == {"Pakistan buys Russian LNG", "Russian oil for Pakistan"}
+    assert not (await deliveries(res))[0].possible_duplicate
     log = await attempts(res, first.id)
     assert [(a.number, a.outcome, a.code) for a in log] == [
         (1, "retry", 500),
