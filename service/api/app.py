@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from service import __version__
 from service.api.public import public_router
+from service.api.webhook_docs import document_webhooks
 from service.metrics import REGISTRY
 from service.runtime import Resources, open_resources
 from service.settings import Settings
@@ -50,6 +51,7 @@ def create_app(
     app.state.settings = settings
 
     app.include_router(public_router())
+    document_webhooks(app)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
