@@ -50,6 +50,7 @@ class RecordingHandler:
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     data_replies: list[str] = field(default_factory=list)
     data_delay: float = 0.0
+    hold_next: list[float] = field(default_factory=list)
 
     async def handle_RCPT(  # noqa: N802 (aiosmtpd hook name)
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -69,9 +70,10 @@ class RecordingHandler:
         self.received.append(
             Received(session.peer, envelope.mail_from, list(envelope.rcpt_tos), bytes(content))
         )
-        if self.data_delay:
+        delay = self.hold_next.pop(0) if self.hold_next else self.data_delay
+        if delay:
             # The message is already kept: a client that gives up now cannot know it.
-            await asyncio.sleep(self.data_delay)
+            await asyncio.sleep(delay)
         return f"250 OK queued as Q{len(self.received)}"
 
     @property

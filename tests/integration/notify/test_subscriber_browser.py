@@ -20,6 +20,7 @@ from service.runtime import Resources
 from service.settings import Settings, SmtpSettings
 from tests.support.asgi_server import serve_app
 from tests.support.smtp_server import SmtpServer
+from tests.support.worker_process import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -77,7 +78,8 @@ async def test_subscriber_pages_in_a_browser(
     await page.get_by_role("button", name="Subscribe").click()
     await page.wait_for_selector("text=Check your inbox")
 
-    assert len(smtp_server.received) == 1
+    # The confirmation e-mail is sent after the response, as a background task.
+    await wait_for(lambda: smtp_server.received, within=20, what="the confirmation e-mail")
     body = smtp_server.received[0].message.get_body(("plain",))
     assert body is not None
     found = re.search(r"http://dealwatch\.test(/confirm/\S+)", body.get_content())

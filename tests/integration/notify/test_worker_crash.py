@@ -1,9 +1,10 @@
 """Kill a real worker process mid-delivery, restart it: nothing lost, one delivery per key.
 
-The worker claims every due delivery in one batch and sends them one by one. The receiver
-holds the first request open, so at the kill one delivery is mid-send (its attempt row is
-committed, the message reached the receiver) and the others are claimed but not sent. After
-the lease expires, a new worker finishes all of them, reusing each webhook-id / Message-ID.
+The worker claims every due delivery in one batch and sends them a few at a time. The
+receiver holds the first request open, so at the kill that delivery is mid-send (its attempt
+row is committed, the message reached the receiver), others may be done, and the rest are
+claimed but not sent. After the lease expires, a new worker finishes all of them, reusing
+each webhook-id / Message-ID; only the one caught mid-send arrives twice.
 """
 
 from __future__ import annotations
@@ -93,9 +94,8 @@ async def test_webhooks_survive_a_killed_worker(
 
     rows = await all_deliveries(resources)
     assert len(rows) == 5
-    assert all(row.status == "sending" for row in rows), worker.log()
     crashed = next(row for row in rows if row.message_id == receiver.ids()[0])
-    assert crashed.attempts == 1
+    assert (crashed.status, crashed.attempts) == ("sending", 1), worker.log()
     assert await attempt_outcomes(resources, crashed.id) == ["started"]
 
     worker.start()
@@ -105,14 +105,16 @@ async def test_webhooks_survive_a_killed_worker(
     rows = await all_deliveries(resources)
     received = Counter(receiver.ids())
     assert receiver.rejected == []
-    # Every key arrived; the receiver dedupes the one resent after the crash by its id.
+    # Nothing lost: every key arrived, and deduplicating on webhook-id leaves one per key.
     assert set(received) == {row.message_id for row in rows}
-    assert received[crashed.message_id] == 2
-    assert all(received[row.message_id] == 1 for row in rows if row.id != crashed.id)
+    # Nothing doubled silently: a key arrives twice only when the worker died between sending
+    # it and recording the outcome, and exactly those deliveries are flagged.
+    twice = {key for key, count in received.items() if count == 2}
+    assert set(received.values()) <= {1, 2}
+    assert crashed.message_id in twice
+    assert {row.message_id for row in rows if row.possible_duplicate} == twice
     crashed = next(row for row in rows if row.id == crashed.id)
-    assert crashed.possible_duplicate
     assert await attempt_outcomes(resources, crashed.id) == ["abandoned", "delivered"]
-    assert not any(row.possible_duplicate for row in rows if row.id != crashed.id)
 
 
 async def test_emails_survive_a_killed_worker(
@@ -134,13 +136,12 @@ async def test_emails_survive_a_killed_worker(
             )
         await add_matched_articles(session, ["Pakistan and Russia sign LNG cargo deal"], now=now)
         await session.commit()
-    # The relay keeps the first message but does not answer the final dot in time.
-    smtp_server.handler.data_delay = LEASE_SECONDS + 5
+    # The relay keeps the first message but does not answer its final dot before the kill.
+    smtp_server.handler.hold_next.append(LEASE_SECONDS + 5)
 
     worker.start()
     await wait_for(lambda: smtp_server.received, within=60, what="the first e-mail")
     worker.kill()
-    smtp_server.handler.data_delay = 0
 
     worker.start()
     await wait_for(
@@ -151,8 +152,10 @@ async def test_emails_survive_a_killed_worker(
     domain = "dealwatch.localhost"
     assert set(ids) == {f"<{row.message_id}@{domain}>" for row in rows}
     first = smtp_server.received[0].message["Message-ID"]
-    # The copy sent again carries the same Message-ID, so mail systems can drop it.
-    assert ids[first] == 2
-    assert sum(ids.values()) == 4
-    flagged = [row for row in rows if row.possible_duplicate]
-    assert [f"<{row.message_id}@{domain}>" for row in flagged] == [first]
+    # A copy sent again carries the same Message-ID, so mail systems can drop it, and only
+    # deliveries caught between sending and recording the outcome are sent twice (flagged).
+    twice = {key for key, count in ids.items() if count == 2}
+    assert set(ids.values()) <= {1, 2}
+    assert first in twice
+    flagged = {f"<{row.message_id}@{domain}>" for row in rows if row.possible_duplicate}
+    assert flagged == twice
