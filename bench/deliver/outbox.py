@@ -203,13 +203,20 @@ async def _seed(settings: Settings, *, count: int, channel: str, webhook_url: st
 
 
 async def run_outbox(
-    *, count: int, channel: str, smtp_port: int, webhook_url: str, folder: Path
+    *,
+    count: int,
+    channel: str,
+    smtp_port: int,
+    webhook_url: str,
+    database_url: str,
+    folder: Path,
 ) -> float:
-    """Seed ``count`` due deliveries of ``channel`` and return deliveries per second."""
-    database = folder / f"bench-{channel}.db"
-    database.unlink(missing_ok=True)
+    """Seed ``count`` due deliveries of ``channel`` in an empty, migrated database.
+
+    Returns deliveries per second.
+    """
     settings = Settings(
-        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{database}"),
+        database=DatabaseSettings(url=database_url),
         http=HttpSettings(allow_loopback=True, timeout_seconds=30),
         smtp=SmtpSettings(host="127.0.0.1", port=smtp_port, tls="none", timeout_seconds=30),
         delivery=DeliverySettings(batch_size=500),
@@ -231,6 +238,7 @@ async def run_outbox(
     if delivered != count:
         raise RuntimeError(f"outbox {channel}: {delivered} of {count} delivered")
     rate = count / elapsed
-    label = f"{channel} dealwatch outbox (plan+send)"
+    backend = database_url.split(":", 1)[0].split("+", 1)[0]
+    label = f"{channel} outbox job ({backend})"
     print(f"{label:<34} {count:>6} in {elapsed:7.2f} s  {rate:9.0f}/s")
     return rate
