@@ -24,7 +24,7 @@ from starlette.datastructures import FormData
 from alerts.render import render_confirmation
 from service.db.models import Subscriber, Subscription
 from service.notify.email import Mailer, SmtpOptions, build_message, make_message_id
-from service.notify.tokens import InvalidTokenError, make_token, verify_token
+from service.notify.tokens import InvalidTokenError, Purpose, make_token, verify_token
 from service.runtime import Resources
 from service.storage.lifecycle import (
     Consent,
@@ -210,14 +210,9 @@ async def _form_context(
     }
 
 
-def _subscription_id(resources: Resources, token: str, purpose: str) -> int | None:
+def _subscription_id(resources: Resources, token: str, purpose: Purpose) -> int | None:
     try:
-        subject = verify_token(
-            resources.secret_key,
-            token,
-            purpose=purpose,  # type: ignore[arg-type]
-            now=resources.clock(),
-        )
+        subject = verify_token(resources.secret_key, token, purpose=purpose, now=resources.clock())
         return int(subject)
     except (InvalidTokenError, ValueError):
         return None
@@ -259,7 +254,15 @@ def public_router(limiter: RateLimiter | None = None) -> APIRouter:
             page.headers["Retry-After"] = retry
             return page
         data: FormData | dict[str, Any]
-        data = await request.json() if wants_json else await request.form()
+        if wants_json:
+            try:
+                data = await request.json()
+            except ValueError:
+                data = {}
+            if not isinstance(data, dict):
+                return JSONResponse({"detail": "send a JSON object", "field": ""}, 422)
+        else:
+            data = await request.form()
         email = str(data.get("email") or "")
         try:
             prefs = _prefs_from_form(data)

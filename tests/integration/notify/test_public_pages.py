@@ -270,6 +270,10 @@ async def test_json_sign_up_and_validation(
         assert response.status_code == 422
         assert response.json()["field"] == field
     clock.advance(minutes=10)  # invalid attempts count against the per-client limit too
+    broken = await client.post(
+        "/subscribe", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert broken.status_code == 422
     html = await client.post("/subscribe", data={**FORM, "email": "bad"})
     assert html.status_code == 422
     assert "valid e-mail" in html.text
