@@ -78,15 +78,35 @@ def _send_time(value: str) -> time:
     return time(int(hour), int(minute))
 
 
-async def run_due_deliveries(resources: Resources) -> DeliveryReport:
-    """Plan every digest due now, then send every delivery due now."""
-    planned = await plan_due(resources)
-    sent = await send_due(resources)
-    return DeliveryReport(planned, sent.delivered, sent.retrying, sent.failed)
+async def run_due_deliveries(resources: Resources, *, max_rounds: int = 20) -> DeliveryReport:
+    """Plan every digest due now, then send every delivery due now.
+
+    Works in rounds of ``delivery.batch_size`` claims and keeps going while a round found a
+    full batch (a busy 08:00 must not wait for the next ticks), up to ``max_rounds`` so one
+    tick cannot starve source polling.
+    """
+    batch = resources.settings.delivery.batch_size
+    planned = delivered = retrying = failed = 0
+    for _ in range(max_rounds):
+        claimed_subscriptions, created = await _plan_round(resources)
+        sent = await send_due(resources)
+        planned += created
+        delivered, retrying, failed = (
+            delivered + sent.delivered,
+            retrying + sent.retrying,
+            failed + sent.failed,
+        )
+        if claimed_subscriptions < batch and sent.claimed < batch:
+            break
+    return DeliveryReport(planned, delivered, retrying, failed)
 
 
 async def plan_due(resources: Resources) -> int:
-    """Create the deliveries of every subscription due now. Returns how many were created."""
+    """Create the deliveries of subscriptions due now (one batch). Returns how many."""
+    return (await _plan_round(resources))[1]
+
+
+async def _plan_round(resources: Resources) -> tuple[int, int]:
     now = resources.clock()
     lease = now + timedelta(seconds=resources.settings.delivery.lease_seconds)
     async with resources.sessionmaker() as session:
@@ -109,7 +129,7 @@ async def plan_due(resources: Resources) -> int:
             for subscription_id in ids[start : start + _PLAN_CHUNK]:
                 created += await _plan_one(session, subscription_id, now=now, owner=resources.owner)
             await session.commit()
-    return created
+    return len(ids), created
 
 
 async def _plan_one(
@@ -254,6 +274,7 @@ class _SendTotals:
     delivered: int = 0
     retrying: int = 0
     failed: int = 0
+    claimed: int = 0
 
 
 async def send_due(resources: Resources) -> _SendTotals:
@@ -301,6 +322,7 @@ async def send_due(resources: Resources) -> _SendTotals:
         delivered=outcomes.count("delivered"),
         retrying=outcomes.count("retry"),
         failed=outcomes.count("failed"),
+        claimed=len(ids),
     )
 
 
@@ -398,13 +420,17 @@ async def _prepare(
         session, delivery, limit=resources.settings.delivery.digest_item_limit
     )
     unfinished = (
-        await session.execute(
-            select(DeliveryAttempt).where(
-                DeliveryAttempt.delivery_id == delivery.id,
-                DeliveryAttempt.outcome == "started",
+        (
+            await session.execute(
+                select(DeliveryAttempt).where(
+                    DeliveryAttempt.delivery_id == delivery.id,
+                    DeliveryAttempt.outcome == "started",
+                )
             )
-        )
-    ).scalars()
+        ).scalars()
+        if delivery.attempts
+        else ()
+    )
     for lost in unfinished:
         # A worker died between committing this attempt and recording its outcome: the
         # message may have reached the receiver, who dedupes on the same id (REL-06).

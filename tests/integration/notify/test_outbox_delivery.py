@@ -282,3 +282,22 @@ async def test_permanent_refusal_suppresses_the_address(
     await run_due_deliveries(res)
     assert smtp_server.received == []
     assert len(await deliveries(res)) == 1
+
+
+async def test_one_tick_drains_several_batches(
+    outbox_settings: Settings, res: Resources, smtp_server: SmtpServer, clock: FakeClock
+) -> None:
+    small = outbox_settings.model_copy(
+        update={"delivery": outbox_settings.delivery.model_copy(update={"batch_size": 2})}
+    )
+    for number in range(5):
+        await email_subscription(res, f"reader{number}@example.org", cadence="immediate")
+    await add_matches(res, "Pakistan buys Russian LNG")
+    async with open_resources(small, clock=clock) as batched:
+        report = await run_due_deliveries(batched)
+        assert (report.planned, report.delivered) == (5, 5)
+        assert len(smtp_server.received) == 5
+        # Bounded: with one round per tick, the rest waits for the next tick.
+        await add_matches(res, "Russian oil for Pakistan")
+        report = await run_due_deliveries(batched, max_rounds=1)
+        assert (report.planned, report.delivered) == (2, 2)
