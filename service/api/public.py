@@ -264,6 +264,7 @@ def public_router(limiter: RateLimiter | None = None) -> APIRouter:
         else:
             data = await request.form()
         email = str(data.get("email") or "")
+        prefs = Preferences()
         try:
             prefs = _prefs_from_form(data)
             async with resources.sessionmaker() as session:
@@ -282,7 +283,8 @@ def public_router(limiter: RateLimiter | None = None) -> APIRouter:
         except InvalidPreferencesError as exc:
             if wants_json:
                 return JSONResponse({"detail": exc.message, "field": exc.field}, 422)
-            context = await _form_context(resources, Preferences(), error=exc.message)
+            # Show the form again as the person filled it in.
+            context = await _form_context(resources, prefs, error=exc.message)
             return _page(
                 "subscribe.html",
                 {**context, "title": "Subscribe", "action": "/subscribe", "email": email},
@@ -402,13 +404,14 @@ def public_router(limiter: RateLimiter | None = None) -> APIRouter:
             return _invalid_link()
         sub, email = loaded
         form = await request.form()
+        prefs = _prefs_of(sub)
         try:
             prefs = _prefs_from_form(form)
             async with resources.sessionmaker() as session:
                 await update_preferences(session, sub.id, prefs, now=resources.clock())
                 await session.commit()
         except InvalidPreferencesError as exc:
-            context = await _form_context(resources, _prefs_of(sub), error=exc.message)
+            context = await _form_context(resources, prefs, error=exc.message)
             return _page(
                 "preferences.html",
                 _prefs_page(
