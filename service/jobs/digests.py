@@ -278,7 +278,7 @@ class _SendTotals:
 
 
 async def send_due(resources: Resources) -> _SendTotals:
-    """Claim due deliveries and send them: e-mails over one SMTP connection per batch."""
+    """Claim due deliveries and send them, ``delivery.concurrency`` at a time."""
     now = resources.clock()
     settings = resources.settings.delivery
     async with resources.sessionmaker() as session:
