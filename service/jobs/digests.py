@@ -125,8 +125,11 @@ async def _plan_round(resources: Resources) -> tuple[int, int]:
     # Several subscriptions per transaction: each one's plan is still atomic (its delivery,
     # its attached notifications and its next due time commit together, REL-01).
     for start in range(0, len(ids), _PLAN_CHUNK):
+        chunk = ids[start : start + _PLAN_CHUNK]
         async with resources.sessionmaker() as session:
-            for subscription_id in ids[start : start + _PLAN_CHUNK]:
+            # One query loads the chunk; the per-subscription gets then hit the identity map.
+            await session.execute(select(Subscription).where(Subscription.id.in_(chunk)))
+            for subscription_id in chunk:
                 created += await _plan_one(session, subscription_id, now=now, owner=resources.owner)
             await session.commit()
     return len(ids), created
@@ -139,21 +142,13 @@ async def _plan_one(
     if sub is None or sub.lease_owner != owner or sub.next_due_at is None:
         return 0
     channel = "email" if sub.subscriber_id is not None else "webhook"
-    pending = select(func.count()).where(
+    pending = select(func.count(), func.min(Notification.id)).where(
         Notification.subscription_id == sub.id, Notification.delivery_id.is_(None)
     )
-    pending_count = (await session.execute(pending)).scalar_one()
+    pending_count, first = (await session.execute(pending)).one()
     created = 0
     if sub.cadence == "immediate":
         if pending_count:
-            first = (
-                await session.execute(
-                    select(func.min(Notification.id)).where(
-                        Notification.subscription_id == sub.id,
-                        Notification.delivery_id.is_(None),
-                    )
-                )
-            ).scalar_one()
             if channel == "webhook":
                 # match.created carries one match: one delivery (and webhook-id) per match.
                 pending_ids = (
@@ -357,6 +352,24 @@ async def _send_chunk(
     outcomes: list[str] = []
     prepared: list[_Prepared] = []
     async with resources.sessionmaker() as session:
+        # Load the chunk's rows in four queries; the gets in _prepare hit the identity map.
+        deliveries = (
+            (await session.execute(select(Delivery).where(Delivery.id.in_(ids)))).scalars().all()
+        )
+        sub_ids = {d.subscription_id for d in deliveries}
+        subs = (
+            (await session.execute(select(Subscription).where(Subscription.id.in_(sub_ids))))
+            .scalars()
+            .all()
+        )
+        subscriber_ids = {s.subscriber_id for s in subs if s.subscriber_id is not None}
+        endpoint_ids = {s.endpoint_id for s in subs if s.endpoint_id is not None}
+        if subscriber_ids:
+            await session.execute(select(Subscriber).where(Subscriber.id.in_(subscriber_ids)))
+        if endpoint_ids:
+            await session.execute(
+                select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids))
+            )
         for delivery_id in ids:
             item = await _prepare(session, resources, delivery_id, now=now)
             if isinstance(item, str):
