@@ -14,7 +14,9 @@ from sqlalchemy import text
 
 from service import __version__
 from service.api.errors import document_problems, install_error_handlers
+from service.api.public import public_router
 from service.api.routes import admin_router
+from service.api.webhook_docs import document_webhooks
 from service.metrics import REGISTRY
 from service.runtime import Resources, open_resources
 from service.settings import Settings
@@ -85,6 +87,9 @@ def create_app(
     install_error_handlers(app)
     app.include_router(admin_router)
 
+    app.include_router(public_router())
+    document_webhooks(app)
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             app.openapi_schema = document_problems(
@@ -94,6 +99,7 @@ def create_app(
                     summary=app.summary,
                     description=API_DESCRIPTION,
                     routes=app.routes,
+                    webhooks=app.webhooks.routes,
                     tags=TAGS,
                 )
             )

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from zoneinfo import available_timezones
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     EmailStr,
@@ -575,6 +576,17 @@ class RotateSecret(_In):
         le=168,
         description="How long the previous secret keeps signing; 0 after a leak.",
     )
+
+
+class RecoverFailed(_In):
+    since: AwareDatetime = Field(
+        description="Queue the endpoint's failed deliveries created at or after this time."
+    )
+
+
+class RecoverResult(BaseModel):
+    endpoint: EndpointPublic
+    queued: list[int] = Field(description="Ids of the deliveries queued again, oldest first.")
 
 
 class SecretRotated(BaseModel):

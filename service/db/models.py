@@ -183,6 +183,14 @@ class Subscriber(Base):
     confirm_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     status_reason: Mapped[str | None] = mapped_column(Text)
+    # Consent evidence for the double opt-in (EM-30): when, from where, through what.
+    consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    consent_ip: Mapped[str | None] = mapped_column(String(64))
+    consent_user_agent: Mapped[str | None] = mapped_column(Text)
+    consent_source: Mapped[str | None] = mapped_column(String(40))
+    # Confirmation e-mails sent since ``confirm_window_start`` (EM-32 rate limit per address).
+    confirm_sends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    confirm_window_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

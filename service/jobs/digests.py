@@ -8,8 +8,11 @@ row before any network call, and reuses the delivery's Message-ID / webhook-id o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from functools import partial
@@ -42,8 +45,11 @@ from service.notify.webhook import WebhookSender, retry_delay, should_disable
 from service.runtime import Resources
 from service.safety import check_url
 from service.storage.claims import claim_due
+from service.storage.deliveries import active_secrets
 
 log = logging.getLogger(__name__)
+
+_PLAN_CHUNK = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,15 +78,35 @@ def _send_time(value: str) -> time:
     return time(int(hour), int(minute))
 
 
-async def run_due_deliveries(resources: Resources) -> DeliveryReport:
-    """Plan every digest due now, then send every delivery due now."""
-    planned = await plan_due(resources)
-    sent = await send_due(resources)
-    return DeliveryReport(planned, sent.delivered, sent.retrying, sent.failed)
+async def run_due_deliveries(resources: Resources, *, max_rounds: int = 20) -> DeliveryReport:
+    """Plan every digest due now, then send every delivery due now.
+
+    Works in rounds of ``delivery.batch_size`` claims and keeps going while a round found a
+    full batch (a busy 08:00 must not wait for the next ticks), up to ``max_rounds`` so one
+    tick cannot starve source polling.
+    """
+    batch = resources.settings.delivery.batch_size
+    planned = delivered = retrying = failed = 0
+    for _ in range(max_rounds):
+        claimed_subscriptions, created = await _plan_round(resources)
+        sent = await send_due(resources)
+        planned += created
+        delivered, retrying, failed = (
+            delivered + sent.delivered,
+            retrying + sent.retrying,
+            failed + sent.failed,
+        )
+        if claimed_subscriptions < batch and sent.claimed < batch:
+            break
+    return DeliveryReport(planned, delivered, retrying, failed)
 
 
 async def plan_due(resources: Resources) -> int:
-    """Create the deliveries of every subscription due now. Returns how many were created."""
+    """Create the deliveries of subscriptions due now (one batch). Returns how many."""
+    return (await _plan_round(resources))[1]
+
+
+async def _plan_round(resources: Resources) -> tuple[int, int]:
     now = resources.clock()
     lease = now + timedelta(seconds=resources.settings.delivery.lease_seconds)
     async with resources.sessionmaker() as session:
@@ -96,11 +122,17 @@ async def plan_due(resources: Resources) -> int:
         )
         await session.commit()
     created = 0
-    for subscription_id in ids:
+    # Several subscriptions per transaction: each one's plan is still atomic (its delivery,
+    # its attached notifications and its next due time commit together, REL-01).
+    for start in range(0, len(ids), _PLAN_CHUNK):
+        chunk = ids[start : start + _PLAN_CHUNK]
         async with resources.sessionmaker() as session:
-            created += await _plan_one(session, subscription_id, now=now, owner=resources.owner)
+            # One query loads the chunk; the per-subscription gets then hit the identity map.
+            await session.execute(select(Subscription).where(Subscription.id.in_(chunk)))
+            for subscription_id in chunk:
+                created += await _plan_one(session, subscription_id, now=now, owner=resources.owner)
             await session.commit()
-    return created
+    return len(ids), created
 
 
 async def _plan_one(
@@ -110,31 +142,46 @@ async def _plan_one(
     if sub is None or sub.lease_owner != owner or sub.next_due_at is None:
         return 0
     channel = "email" if sub.subscriber_id is not None else "webhook"
-    pending = select(func.count()).where(
+    pending = select(func.count(), func.min(Notification.id)).where(
         Notification.subscription_id == sub.id, Notification.delivery_id.is_(None)
     )
-    pending_count = (await session.execute(pending)).scalar_one()
+    pending_count, first = (await session.execute(pending)).one()
     created = 0
     if sub.cadence == "immediate":
         if pending_count:
-            first = (
-                await session.execute(
-                    select(func.min(Notification.id)).where(
-                        Notification.subscription_id == sub.id,
-                        Notification.delivery_id.is_(None),
+            if channel == "webhook":
+                # match.created carries one match: one delivery (and webhook-id) per match.
+                pending_ids = (
+                    await session.execute(
+                        select(Notification.id)
+                        .where(
+                            Notification.subscription_id == sub.id,
+                            Notification.delivery_id.is_(None),
+                        )
+                        .order_by(Notification.id)
                     )
+                ).scalars()
+                for notification_id in list(pending_ids):
+                    created += await _create_delivery(
+                        session,
+                        sub,
+                        channel=channel,
+                        event="match.created",
+                        period_key=f"match-{notification_id}",
+                        window=(None, now),
+                        now=now,
+                        notification_ids=[notification_id],
+                    )
+            else:
+                created = await _create_delivery(
+                    session,
+                    sub,
+                    channel=channel,
+                    event="digest.published",
+                    period_key=f"alert-{first}",
+                    window=(None, now),
+                    now=now,
                 )
-            ).scalar_one()
-            event = "match.created" if channel == "webhook" else "digest.published"
-            created = await _create_delivery(
-                session,
-                sub,
-                channel=channel,
-                event=event,
-                period_key=f"alert-{first}",
-                window=(None, now),
-                now=now,
-            )
         sub.next_due_at = None
     else:
         cadence: Cadence = sub.cadence  # type: ignore[assignment]
@@ -175,6 +222,7 @@ async def _create_delivery(
     period_key: str,
     window: tuple[datetime | None, datetime],
     now: datetime,
+    notification_ids: Sequence[int] | None = None,
 ) -> int:
     exists = (
         await session.execute(
@@ -202,9 +250,12 @@ async def _create_delivery(
     session.add(delivery)
     await session.flush()
     delivery.message_id = f"msg_{delivery.id}"
+    attach = [Notification.subscription_id == sub.id, Notification.delivery_id.is_(None)]
+    if notification_ids is not None:
+        attach.append(Notification.id.in_(notification_ids))
     result = await session.execute(
         update(Notification)
-        .where(Notification.subscription_id == sub.id, Notification.delivery_id.is_(None))
+        .where(*attach)
         .values(delivery_id=delivery.id)
         .execution_options(synchronize_session=False)
     )
@@ -218,10 +269,11 @@ class _SendTotals:
     delivered: int = 0
     retrying: int = 0
     failed: int = 0
+    claimed: int = 0
 
 
 async def send_due(resources: Resources) -> _SendTotals:
-    """Claim due deliveries and send them: e-mails over one SMTP connection per batch."""
+    """Claim due deliveries and send them, ``delivery.concurrency`` at a time."""
     now = resources.clock()
     settings = resources.settings.delivery
     async with resources.sessionmaker() as session:
@@ -243,7 +295,6 @@ async def send_due(resources: Resources) -> _SendTotals:
                 .execution_options(synchronize_session=False)
             )
         await session.commit()
-    outcomes: list[str] = []
     if not ids:
         return _SendTotals()
     mailer = Mailer(smtp_options(resources))
@@ -252,13 +303,21 @@ async def send_due(resources: Resources) -> _SendTotals:
         timeout=resources.settings.http.timeout_seconds,
         url_guard=partial(check_url, allow_loopback=resources.settings.http.allow_loopback),
     )
-    async with mailer.connection() as connection:
-        for delivery_id in ids:
-            outcomes.append(await _send_one(resources, delivery_id, connection, sender))
+    # ``concurrency`` lanes send side by side, each e-mail lane over its own SMTP connection
+    # (opened on first use, reused for the whole batch); the attempt rows of a chunk commit
+    # together before any of its network calls.
+    lanes = max(1, settings.concurrency)
+    outcomes: list[str] = []
+    async with AsyncExitStack() as stack:
+        connections = [await stack.enter_async_context(mailer.connection()) for _ in range(lanes)]
+        for start in range(0, len(ids), lanes):
+            chunk = ids[start : start + lanes]
+            outcomes += await _send_chunk(resources, chunk, connections, sender)
     return _SendTotals(
         delivered=outcomes.count("delivered"),
         retrying=outcomes.count("retry"),
         failed=outcomes.count("failed"),
+        claimed=len(ids),
     )
 
 
@@ -273,114 +332,189 @@ class _Prepared:
     number: int
 
 
-async def _prepare(resources: Resources, delivery_id: int) -> _Prepared | str:
-    now = resources.clock()
-    async with resources.sessionmaker() as session:
-        delivery = await session.get(Delivery, delivery_id)
-        if delivery is None or delivery.lease_owner != resources.owner:
-            return "skipped"
-        sub = await session.get(Subscription, delivery.subscription_id)
-        subscriber = (
-            await session.get(Subscriber, sub.subscriber_id)
-            if sub is not None and sub.subscriber_id is not None
-            else None
-        )
-        endpoint = (
-            await session.get(WebhookEndpoint, sub.endpoint_id)
-            if sub is not None and sub.endpoint_id is not None
-            else None
-        )
-        gone = (
-            sub is None
-            or (subscriber is not None and subscriber.status != "active")
-            or (endpoint is not None and not endpoint.enabled)
-        )
-        if gone:
-            delivery.status = "cancelled"
-            delivery.lease_owner = delivery.lease_until = None
-            await session.commit()
-            return "failed"
-        assert sub is not None
-        digest = await load_digest(
-            session, delivery, limit=resources.settings.delivery.digest_item_limit
-        )
-        if delivery.attempts and delivery.status == "sending":
-            # The previous attempt may have reached the receiver before we crashed.
-            delivery.possible_duplicate = True
-        delivery.attempts += 1
-        attempt = DeliveryAttempt(
-            delivery_id=delivery.id, number=delivery.attempts, started_at=now, outcome="started"
-        )
-        session.add(attempt)
-        await session.flush()
-        # Committed before the network call: a crash leaves evidence of the phase reached.
-        await session.commit()
-        return _Prepared(delivery, sub, subscriber, endpoint, digest, attempt.id, delivery.attempts)
-
-
-async def _send_one(
-    resources: Resources,
-    delivery_id: int,
-    connection: MailerConnection,
-    sender: WebhookSender,
-) -> str:
-    prepared = await _prepare(resources, delivery_id)
-    if isinstance(prepared, str):
-        return prepared
-    delivery = prepared.delivery
-    now = resources.clock()
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    status: str
+    code: int | None
+    detail: str
     retry_after: timedelta | None = None
-    disable_endpoint = False
-    if prepared.subscriber is not None:
-        status, code, detail = await _send_email(resources, prepared, connection)
-        permanent_recipient = status == "failed" and code is not None and 500 <= code < 600
-    else:
-        assert prepared.endpoint is not None
-        status, code, detail, retry_after = await _send_webhook(resources, prepared, sender)
-        permanent_recipient = False
-        disable_endpoint = status == "disabled"
-    finished = resources.clock()
+    disable_endpoint: bool = False
+    permanent_recipient: bool = False
+
+
+async def _send_chunk(
+    resources: Resources,
+    ids: Sequence[int],
+    connections: Sequence[MailerConnection],
+    sender: WebhookSender,
+) -> list[str]:
+    now = resources.clock()
+    outcomes: list[str] = []
+    prepared: list[_Prepared] = []
     async with resources.sessionmaker() as session:
-        row = await session.get(Delivery, delivery.id)
-        attempt = await session.get(DeliveryAttempt, prepared.attempt_id)
-        assert row is not None
-        assert attempt is not None
-        attempt.finished_at = finished
-        attempt.code = code
-        attempt.response = detail[:1024]
-        row.lease_owner = row.lease_until = None
-        if status == "delivered":
-            row.status, row.delivered_at, row.last_error = "delivered", finished, None
-            attempt.outcome = "delivered"
-        elif (
-            status == "retry"
-            and (
-                delay := _next_delay(
-                    row.attempts, resources.settings.delivery.max_attempts, retry_after
+        # Load the chunk's rows in four queries; the gets in _prepare hit the identity map.
+        deliveries = (
+            (await session.execute(select(Delivery).where(Delivery.id.in_(ids)))).scalars().all()
+        )
+        sub_ids = {d.subscription_id for d in deliveries}
+        subs = (
+            (await session.execute(select(Subscription).where(Subscription.id.in_(sub_ids))))
+            .scalars()
+            .all()
+        )
+        subscriber_ids = {s.subscriber_id for s in subs if s.subscriber_id is not None}
+        endpoint_ids = {s.endpoint_id for s in subs if s.endpoint_id is not None}
+        if subscriber_ids:
+            await session.execute(select(Subscriber).where(Subscriber.id.in_(subscriber_ids)))
+        if endpoint_ids:
+            await session.execute(
+                select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids))
+            )
+        for delivery_id in ids:
+            item = await _prepare(session, resources, delivery_id, now=now)
+            if isinstance(item, str):
+                outcomes.append(item)
+            else:
+                prepared.append(item)
+        # Committed before the network calls: a crash leaves evidence of the phase reached.
+        await session.commit()
+    if not prepared:
+        return outcomes
+
+    async def deliver(lane: int, item: _Prepared) -> str:
+        result = await _transmit(resources, item, connections[lane], sender)
+        # Each outcome commits as soon as it is known, so a crash only leaves the attempts
+        # still in flight unfinished (and flagged as possible duplicates on their retry).
+        async with resources.sessionmaker() as session:
+            final = await _record(session, resources, item, result, now=now, at=resources.clock())
+            await session.commit()
+        metrics.DELIVERIES.labels(item.delivery.channel, final).inc()
+        log.info(
+            "delivery attempted delivery_id=%s status=%s code=%s",
+            item.delivery.id,
+            final,
+            result.code,
+        )
+        return {"delivered": "delivered", "retry_wait": "retry"}.get(final, "failed")
+
+    outcomes += await asyncio.gather(*(deliver(lane, item) for lane, item in enumerate(prepared)))
+    return outcomes
+
+
+async def _prepare(
+    session: AsyncSession, resources: Resources, delivery_id: int, *, now: datetime
+) -> _Prepared | str:
+    delivery = await session.get(Delivery, delivery_id)
+    if delivery is None or delivery.lease_owner != resources.owner:
+        return "skipped"
+    sub = await session.get(Subscription, delivery.subscription_id)
+    subscriber = (
+        await session.get(Subscriber, sub.subscriber_id)
+        if sub is not None and sub.subscriber_id is not None
+        else None
+    )
+    endpoint = (
+        await session.get(WebhookEndpoint, sub.endpoint_id)
+        if sub is not None and sub.endpoint_id is not None
+        else None
+    )
+    gone = (
+        sub is None
+        or not sub.enabled
+        or (subscriber is not None and subscriber.status != "active")
+        or (endpoint is not None and not endpoint.enabled)
+    )
+    if gone:
+        delivery.status = "cancelled"
+        delivery.lease_owner = delivery.lease_until = None
+        return "failed"
+    assert sub is not None
+    digest = await load_digest(
+        session, delivery, limit=resources.settings.delivery.digest_item_limit
+    )
+    unfinished = (
+        (
+            await session.execute(
+                select(DeliveryAttempt).where(
+                    DeliveryAttempt.delivery_id == delivery.id,
+                    DeliveryAttempt.outcome == "started",
                 )
             )
-            is not None
-        ):
-            row.status, row.next_attempt_at, row.last_error = "retry_wait", now + delay, detail
-            attempt.outcome = "retry"
-        else:
-            row.status, row.last_error = "failed", detail
-            attempt.outcome = "disabled" if disable_endpoint else "failed"
-        if prepared.endpoint is not None:
-            await _update_endpoint_health(
-                session, prepared.endpoint.id, row.status, disable=disable_endpoint, now=finished
-            )
-        if permanent_recipient and prepared.subscriber is not None:
-            subscriber = await session.get(Subscriber, prepared.subscriber.id)
-            if subscriber is not None:
-                subscriber.status = "suppressed"
-                subscriber.status_reason = f"SMTP {code}: {detail[:200]}"
-                subscriber.updated_at = finished
-        await session.commit()
-        final = row.status
-    metrics.DELIVERIES.labels(delivery.channel, final).inc()
-    log.info("delivery attempted delivery_id=%s status=%s code=%s", delivery.id, final, code)
-    return {"delivered": "delivered", "retry_wait": "retry"}.get(final, "failed")
+        ).scalars()
+        if delivery.attempts
+        else ()
+    )
+    for lost in unfinished:
+        # A worker died between committing this attempt and recording its outcome: the
+        # message may have reached the receiver, who dedupes on the same id (REL-06).
+        lost.outcome, lost.finished_at = "abandoned", now
+        lost.error = "the worker stopped before recording the outcome"
+        delivery.possible_duplicate = True
+    delivery.attempts += 1
+    attempt = DeliveryAttempt(
+        delivery_id=delivery.id, number=delivery.attempts, started_at=now, outcome="started"
+    )
+    session.add(attempt)
+    await session.flush()
+    return _Prepared(delivery, sub, subscriber, endpoint, digest, attempt.id, delivery.attempts)
+
+
+async def _transmit(
+    resources: Resources,
+    prepared: _Prepared,
+    connection: MailerConnection,
+    sender: WebhookSender,
+) -> _Sent:
+    if prepared.subscriber is not None:
+        status, code, detail = await _send_email(resources, prepared, connection)
+        permanent = status == "failed" and code is not None and 500 <= code < 600
+        return _Sent(status, code, detail, permanent_recipient=permanent)
+    assert prepared.endpoint is not None
+    status, code, detail, retry_after = await _send_webhook(resources, prepared, sender)
+    return _Sent(status, code, detail, retry_after, disable_endpoint=status == "disabled")
+
+
+async def _record(
+    session: AsyncSession,
+    resources: Resources,
+    prepared: _Prepared,
+    sent: _Sent,
+    *,
+    now: datetime,
+    at: datetime,
+) -> str:
+    row = await session.get(Delivery, prepared.delivery.id)
+    attempt = await session.get(DeliveryAttempt, prepared.attempt_id)
+    assert row is not None
+    assert attempt is not None
+    attempt.finished_at = at
+    attempt.code = sent.code
+    attempt.response = sent.detail[:1024]
+    row.lease_owner = row.lease_until = None
+    max_attempts = resources.settings.delivery.max_attempts
+    if sent.status == "delivered":
+        row.status, row.delivered_at, row.last_error = "delivered", at, None
+        attempt.outcome = "delivered"
+    elif (
+        sent.status == "retry"
+        and (delay := _next_delay(row.attempts, max_attempts, sent.retry_after)) is not None
+    ):
+        row.status, row.next_attempt_at, row.last_error = "retry_wait", now + delay, sent.detail
+        attempt.outcome = "retry"
+    else:
+        row.status, row.last_error = "failed", sent.detail
+        attempt.outcome = "disabled" if sent.disable_endpoint else "failed"
+    if prepared.endpoint is not None:
+        await _update_endpoint_health(
+            session, prepared.endpoint.id, row.status, disable=sent.disable_endpoint, now=at
+        )
+    if sent.permanent_recipient and prepared.subscriber is not None:
+        subscriber = await session.get(Subscriber, prepared.subscriber.id)
+        if subscriber is not None:
+            subscriber.status = "suppressed"
+            subscriber.status_reason = f"SMTP {sent.code}: {sent.detail[:200]}"
+            subscriber.updated_at = at
+    return row.status
 
 
 def _next_delay(
@@ -482,11 +616,7 @@ async def _send_webhook(
             digest=digest,
         )
         event = "digest.published"
-    secrets = [
-        entry["secret"]
-        for entry in prepared.endpoint.secrets
-        if not entry.get("expires_at") or datetime.fromisoformat(entry["expires_at"]) > now
-    ]
+    secrets = active_secrets(prepared.endpoint.secrets, now=now)
     outcome = await sender.send(
         prepared.endpoint.url,
         msg_id=prepared.delivery.message_id,

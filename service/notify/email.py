@@ -16,7 +16,7 @@ RFC 5321 §4.5.3.2.6, where a retry may deliver a second copy).
 from __future__ import annotations
 
 import asyncio
-import logging
+import re
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,8 +31,6 @@ import aiosmtplib
 
 from alerts.render import RenderedEmail
 
-logger = logging.getLogger(__name__)
-
 #: Flattening policy: CRLF line ends, and headers up to RFC 5322's 998-character limit so
 #: ``List-Unsubscribe`` stays on one physical line, unencoded (EM-15).
 SMTP_POLICY = policy.SMTP.clone(max_line_length=998)
@@ -45,14 +43,32 @@ SendStatus = Literal["sent", "retry", "permanent"]
 _CONFIGURATION_CODES = frozenset({530, 534, 535, 538})
 
 
+_ID_LEFT = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
+
+
+def make_message_id(key: str, *, domain: str) -> str:
+    """Return ``<key@domain>``, a Message-ID derived from a delivery key.
+
+    Deriving it from the stored delivery (``delivery-<id>``) rather than generating it per
+    attempt keeps it identical across retries (EM-03); pass the sending domain explicitly so
+    no internal host name leaks (EM-01).
+
+    Raises:
+        ValueError: ``key`` or ``domain`` contains characters a Message-ID cannot carry.
+    """
+    if not _ID_LEFT.match(key) or not re.match(r"^[A-Za-z0-9.-]+$", domain):
+        raise ValueError(f"cannot build a Message-ID from {key!r} and {domain!r}")
+    return f"<{key}@{domain}>"
+
+
 def build_message(
     rendered: RenderedEmail,
     *,
     sender: str,
     to: str,
     message_id: str,
-    list_id: str,
-    unsubscribe_url: str,
+    list_id: str | None,
+    unsubscribe_url: str | None,
     unsubscribe_mailto: str | None = None,
     date: datetime,
     reply_to: str | None = None,
@@ -64,8 +80,10 @@ def build_message(
         sender: the ``From`` header, e.g. ``dealwatch <digest@news.example.org>``.
         to: the recipient address.
         message_id: ``<unique@domain>``; reuse the same one on every retry of a delivery.
-        list_id: RFC 2919 list id, e.g. ``Daily digest <daily.news.example.org>``.
-        unsubscribe_url: HTTPS one-click unsubscribe URL (RFC 8058).
+        list_id: RFC 2919 list id, e.g. ``Daily digest <daily.news.example.org>``; ``None``
+            for transactional mail (the confirmation e-mail), which is not list mail.
+        unsubscribe_url: HTTPS one-click unsubscribe URL (RFC 8058); ``None`` only for
+            transactional mail.
         unsubscribe_mailto: optional ``mailto:`` alternative listed second.
         date: the ``Date`` header (timezone-aware).
         reply_to: optional ``Reply-To``.
@@ -85,12 +103,14 @@ def build_message(
     message["Message-ID"] = message_id
     if reply_to:
         message["Reply-To"] = reply_to
-    message["List-Id"] = list_id
-    targets = [f"<{unsubscribe_url}>"]
-    if unsubscribe_mailto:
-        targets.append(f"<{unsubscribe_mailto}>")
-    message["List-Unsubscribe"] = ", ".join(targets)
-    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    if list_id:
+        message["List-Id"] = list_id
+    if unsubscribe_url:
+        targets = [f"<{unsubscribe_url}>"]
+        if unsubscribe_mailto:
+            targets.append(f"<{unsubscribe_mailto}>")
+        message["List-Unsubscribe"] = ", ".join(targets)
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     # Quoted-printable keeps the body 7-bit: no dependence on the relay's 8BITMIME support.
     message.set_content(rendered.text, cte="quoted-printable")
     message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")

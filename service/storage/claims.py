@@ -39,7 +39,7 @@ async def claim_due(
             or_(model.lease_until.is_(None), model.lease_until < now),
             *where,
         )
-        .order_by(due_column)
+        .order_by(due_column, model.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
@@ -51,7 +51,8 @@ async def claim_due(
         .execution_options(synchronize_session=False)
     )
     rows = (await session.execute(statement)).all()
-    return [row[0] for row in sorted(rows, key=lambda row: row[1])]
+    # RETURNING has no order: sort again, ties by id so equal due times keep creation order.
+    return [row[0] for row in sorted(rows, key=lambda row: (row[1], row[0]))]
 
 
 async def release(session: AsyncSession, model: Any, row_id: Any, *, owner: str) -> bool:

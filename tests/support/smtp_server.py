@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import ssl
@@ -48,6 +49,8 @@ class RecordingHandler:
     received: list[Received] = field(default_factory=list)
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     data_replies: list[str] = field(default_factory=list)
+    data_delay: float = 0.0
+    hold_next: list[float] = field(default_factory=list)
 
     async def handle_RCPT(  # noqa: N802 (aiosmtpd hook name)
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -67,6 +70,10 @@ class RecordingHandler:
         self.received.append(
             Received(session.peer, envelope.mail_from, list(envelope.rcpt_tos), bytes(content))
         )
+        delay = self.hold_next.pop(0) if self.hold_next else self.data_delay
+        if delay:
+            # The message is already kept: a client that gives up now cannot know it.
+            await asyncio.sleep(delay)
         return f"250 OK queued as Q{len(self.received)}"
 
     @property

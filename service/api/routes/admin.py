@@ -124,6 +124,39 @@ async def retry_delivery(
     return DeliveryPublic.model_validate(delivery)
 
 
+@router.post(
+    "/deliveries/{delivery_id}/replay",
+    responses=ACTION,
+    openapi_extra=role("admin"),
+    tags=["deliveries"],
+)
+async def replay_delivery(
+    delivery_id: Id, session: SessionDep, resources: ResourcesDep, principal: Admin
+) -> DeliveryPublic:
+    """Send a delivered, failed or cancelled delivery again, with the same id and content.
+
+    For an integrator who lost a webhook: the replay carries the original ``webhook-id``
+    (and an e-mail its original Message-ID), with a fresh timestamp and signature. 409 while
+    the delivery is still pending, waiting for a retry or being sent.
+    """
+    delivery, _attempts = await delivery_store.get_delivery(session, delivery_id)
+    before = {"status": delivery.status, "attempts": delivery.attempts}
+    now = resources.clock()
+    await delivery_store.replay_delivery(session, delivery_id, now=now)
+    await audit(
+        session,
+        principal,
+        action="replay",
+        entity_type="delivery",
+        entity_id=delivery.id,
+        before=before,
+        after={"status": delivery.status, "next_attempt_at": now.isoformat()},
+        now=now,
+    )
+    await session.commit()
+    return DeliveryPublic.model_validate(delivery)
+
+
 # --- API keys --------------------------------------------------------------------------------
 
 

@@ -29,6 +29,8 @@ from service.api.schemas import (
     EndpointPage,
     EndpointPublic,
     EndpointUpdate,
+    RecoverFailed,
+    RecoverResult,
     RotateSecret,
     SecretInfo,
     SecretRotated,
@@ -46,6 +48,7 @@ from service.db.models import WebhookEndpoint
 from service.exceptions import NotFoundError
 from service.notify.webhook import generate_secret
 from service.storage import recipients as store
+from service.storage.deliveries import recover_failed
 from service.storage.rules import existing_rule_ids
 from service.storage.subscriptions import create_endpoint, create_subscriber, create_subscription
 from service.storage.versioning import delete_versioned
@@ -408,6 +411,42 @@ async def rotate_secret(
     set_etag(response, row.version)
     response.headers["Cache-Control"] = "no-store"
     return SecretRotated(endpoint=_endpoint(row), secret=secret)
+
+
+@router.post(
+    "/endpoints/{endpoint_id}/recover",
+    responses=CHANGE,
+    openapi_extra=role("admin"),
+    tags=["endpoints"],
+)
+async def recover_endpoint(
+    endpoint_id: Id,
+    body: RecoverFailed,
+    session: SessionDep,
+    resources: ResourcesDep,
+    principal: Admin,
+) -> RecoverResult:
+    """Queue again every failed delivery of the endpoint since ``since`` and re-enable it.
+
+    For an integrator whose receiver was down: each delivery keeps its ``webhook-id``, and
+    they are sent oldest first.
+    """
+    row = await store.get_endpoint(session, endpoint_id)
+    now = resources.clock()
+    before = store.endpoint_snapshot(row)
+    queued = await recover_failed(session, endpoint_id, since=body.since, now=now)
+    await audit(
+        session,
+        principal,
+        action="recover",
+        entity_type="endpoint",
+        entity_id=row.id,
+        before=before,
+        after={**store.endpoint_snapshot(row), "queued": queued},
+        now=now,
+    )
+    await session.commit()
+    return RecoverResult(endpoint=_endpoint(row), queued=queued)
 
 
 # --- subscriptions ---------------------------------------------------------------------------

@@ -110,6 +110,17 @@ async def test_data_replies_are_classified(smtp_server: SmtpServer) -> None:
     assert len(smtp_server.received) == 1
 
 
+async def test_slow_final_reply_is_an_ambiguous_retry(smtp_server: SmtpServer) -> None:
+    # RFC 5321 gives the final reply 10 minutes; a client that gives up earlier cannot tell
+    # whether the relay kept the message (delivery standards finding 7).
+    smtp_server.handler.data_delay = 1.0
+    async with Mailer(options(smtp_server, final_timeout=0.2)).connection() as conn:
+        outcome = await conn.send(digest_message(1))
+    assert outcome.status == "retry"
+    assert outcome.ambiguous is True
+    assert len(smtp_server.received) == 1
+
+
 async def test_smtp_down_then_up_retries_then_sends_once() -> None:
     server = SmtpServer()
     mailer = Mailer(options(server, timeout=5))

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from alerts.render import RenderedEmail
-from service.notify.email import build_message, classify_reply, flatten
+from service.notify.email import build_message, classify_reply, flatten, make_message_id
 
 LONG_UNSUB = "https://dealwatch.example.org/unsubscribe/" + "A" * 120
 RENDERED = RenderedEmail(
@@ -87,3 +87,13 @@ def test_invalid_message_id_or_date() -> None:
 )
 def test_classify_reply(code: int, status: str) -> None:
     assert classify_reply(code, "text").status == status
+
+
+def test_make_message_id() -> None:
+    assert make_message_id("delivery-42", domain="news.example.org") == (
+        "<delivery-42@news.example.org>"
+    )
+    with pytest.raises(ValueError, match="Message-ID"):
+        make_message_id("a b", domain="news.example.org")
+    with pytest.raises(ValueError, match="Message-ID"):
+        make_message_id("a", domain="news example")

@@ -1,0 +1,276 @@
+"""Delivery benchmark: dealwatch's e-mail and webhook paths next to raw client loops.
+
+Run ``python -m bench.deliver [--count 10000] [--concurrency 4]``. In one run it sends
+``count`` digests to a local SMTP sink three times: two raw aiosmtplib loops (one sending the
+same pre-built bytes every time, the transport ceiling; one building a plain ``EmailMessage``
+per digest from pre-rendered text and HTML, what a minimal sender does), then dealwatch
+rendering, building and sending each digest through :class:`Mailer`. It sends
+``count`` webhooks to a local HTTP sink twice (a raw httpx loop posting a fixed body, then
+:class:`WebhookSender` serialising and signing each one). It prints throughput and the ratio
+dealwatch / raw; the issue's target is at least 50%. Last, the whole delivery job runs against
+a SQLite outbox of ``count`` due subscriptions per channel (plan, claim, attempt row, render,
+sign, send, record), which is what a deployment actually does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+
+import aiosmtplib
+import httpx
+
+from alerts.digest import Digest
+from alerts.render import render_email, webhook_payload
+from bench.deliver.outbox import run_outbox
+from bench.deliver.sinks import Sink
+from service.notify.email import Mailer, SmtpOptions, build_message, flatten, make_message_id
+from service.notify.webhook import WebhookSender, encode_payload, generate_secret
+from tests.support.database import temporary_database
+from tests.support.digests import sample_digest
+
+SENDER = "dealwatch <digest@news.example.org>"
+UNSUB = "https://dealwatch.example.org/u/"
+
+
+def _message(digest: Digest, number: int) -> bytes:
+    rendered = render_email(
+        digest,
+        subject_prefix="[dealwatch]",
+        unsubscribe_url=f"{UNSUB}{number}",
+        preferences_url=f"https://dealwatch.example.org/p/{number}",
+        tz="Asia/Karachi",
+    )
+    message = build_message(
+        rendered,
+        sender=SENDER,
+        to=f"reader{number}@example.com",
+        message_id=make_message_id(f"delivery-{number}", domain="news.example.org"),
+        list_id="Daily digest <daily.news.example.org>",
+        unsubscribe_url=f"{UNSUB}{number}",
+        date=datetime.now(UTC),
+    )
+    return flatten(message)
+
+
+async def _timed(label: str, count: int, run: Callable[[], Awaitable[int]]) -> float:
+    started = time.perf_counter()
+    done = await run()
+    elapsed = time.perf_counter() - started
+    if done != count:
+        raise RuntimeError(f"{label}: {done} of {count} succeeded")
+    rate = count / elapsed
+    print(f"{label:<34} {count:>6} in {elapsed:7.2f} s  {rate:9.0f}/s")
+    return rate
+
+
+def _split(count: int, parts: int) -> list[range]:
+    step = -(-count // parts)
+    return [range(start, min(count, start + step)) for start in range(0, count, step)]
+
+
+async def bench_smtp(port: int, count: int, concurrency: int) -> tuple[float, float, float]:
+    """Return (raw bytes, raw EmailMessage, dealwatch) messages per second."""
+    digest = sample_digest()
+    raw_bytes = _message(digest, 0)
+    prerendered = render_email(
+        digest,
+        subject_prefix="[dealwatch]",
+        unsubscribe_url=f"{UNSUB}0",
+        preferences_url="https://dealwatch.example.org/p/0",
+        tz="Asia/Karachi",
+    )
+
+    async def raw_worker(numbers: range) -> int:
+        sent = 0
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False) as smtp:
+            for number in numbers:
+                errors, _ = await smtp.sendmail(
+                    "digest@news.example.org", [f"reader{number}@example.com"], raw_bytes
+                )
+                sent += not errors
+        return sent
+
+    mailer = Mailer(SmtpOptions(host="127.0.0.1", port=port, tls="none", timeout=30))
+
+    async def dealwatch_worker(numbers: range) -> int:
+        sent = 0
+        async with mailer.connection() as conn:
+            for number in numbers:
+                mine = replace(digest, subscription_id=f"sub-{number}")
+                rendered = render_email(
+                    mine,
+                    subject_prefix="[dealwatch]",
+                    unsubscribe_url=f"{UNSUB}{number}",
+                    preferences_url=f"https://dealwatch.example.org/p/{number}",
+                    tz="Asia/Karachi",
+                )
+                message = build_message(
+                    rendered,
+                    sender=SENDER,
+                    to=f"reader{number}@example.com",
+                    message_id=make_message_id(f"delivery-{number}", domain="news.example.org"),
+                    list_id="Daily digest <daily.news.example.org>",
+                    unsubscribe_url=f"{UNSUB}{number}",
+                    date=datetime.now(UTC),
+                )
+                outcome = await conn.send(message)
+                sent += outcome.status == "sent"
+        return sent
+
+    async def run(worker: Callable[[range], Awaitable[int]]) -> int:
+        return sum(await asyncio.gather(*(worker(part) for part in _split(count, concurrency))))
+
+    async def raw_built_worker(numbers: range) -> int:
+        sent = 0
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False) as smtp:
+            for number in numbers:
+                message = EmailMessage()
+                message["Subject"] = prerendered.subject
+                message["From"] = SENDER
+                message["To"] = f"reader{number}@example.com"
+                message["Date"] = format_datetime(datetime.now(UTC))
+                message["Message-ID"] = f"<delivery-{number}@news.example.org>"
+                message.set_content(prerendered.text)
+                message.add_alternative(prerendered.html, subtype="html")
+                errors, _ = await smtp.send_message(message)
+                sent += not errors
+        return sent
+
+    raw = await _timed("smtp raw loop, pre-built bytes", count, lambda: run(raw_worker))
+    built = await _timed("smtp raw loop, EmailMessage each", count, lambda: run(raw_built_worker))
+    ours = await _timed("smtp dealwatch render+Mailer", count, lambda: run(dealwatch_worker))
+    return raw, built, ours
+
+
+async def bench_webhooks(port: int, count: int, concurrency: int) -> tuple[float, float]:
+    """Return (raw, dealwatch) webhooks per second."""
+    url = f"http://127.0.0.1:{port}/hooks"
+    digest = sample_digest()
+    secret = generate_secret()
+    fixed = encode_payload(
+        webhook_payload(
+            "digest.published",
+            event_time=datetime.now(UTC),
+            sequence=0,
+            subscription_id="sub",
+            digest=digest,
+        )
+    )
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async def allow(url: str) -> None:
+        return None
+
+    async with httpx.AsyncClient(limits=limits, trust_env=False, timeout=30) as client:
+
+        async def raw_worker(numbers: range) -> int:
+            delivered = 0
+            for _ in numbers:
+                response = await client.post(
+                    url, content=fixed, headers={"content-type": "application/json"}
+                )
+                delivered += response.is_success
+            return delivered
+
+        sender = WebhookSender(client, timeout=30, url_guard=allow)
+
+        async def dealwatch_worker(numbers: range) -> int:
+            delivered = 0
+            for number in numbers:
+                payload = webhook_payload(
+                    "digest.published",
+                    event_time=datetime.now(UTC),
+                    sequence=number,
+                    subscription_id=f"sub-{number}",
+                    digest=digest,
+                )
+                outcome = await sender.send(
+                    url,
+                    msg_id=f"msg_{number}",
+                    event_type="digest.published",
+                    payload=payload,
+                    secrets=[secret],
+                    timestamp=datetime.now(UTC),
+                )
+                delivered += outcome.status == "delivered"
+            return delivered
+
+        async def run(worker: Callable[[range], Awaitable[int]]) -> int:
+            parts = _split(count, concurrency)
+            return sum(await asyncio.gather(*(worker(part) for part in parts)))
+
+        raw = await _timed("webhook raw httpx loop", count, lambda: run(raw_worker))
+        ours = await _timed("webhook dealwatch WebhookSender", count, lambda: run(dealwatch_worker))
+    return raw, ours
+
+
+def _outbox(args: argparse.Namespace, channel: str, smtp_port: int, webhook_url: str) -> float:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        temporary_database(args.database_url, Path(folder)) as url,
+    ):
+        return asyncio.run(
+            run_outbox(
+                count=args.count,
+                channel=channel,
+                smtp_port=smtp_port,
+                webhook_url=webhook_url,
+                database_url=url,
+                folder=Path(folder),
+            )
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--no-outbox", action="store_true", help="skip the database-backed delivery job"
+    )
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="a PostgreSQL server URL for the outbox job (a temporary database is created); "
+        "default: a temporary SQLite file",
+    )
+    args = parser.parse_args()
+    smtp_sink, http_sink = Sink("smtp"), Sink("http")
+    webhook_url = f"http://127.0.0.1:{http_sink.port}/hooks"
+    try:
+        smtp_raw, smtp_built, smtp_ours = asyncio.run(
+            bench_smtp(smtp_sink.port, args.count, args.concurrency)
+        )
+        hook_raw, hook_ours = asyncio.run(
+            bench_webhooks(http_sink.port, args.count, args.concurrency)
+        )
+        if not args.no_outbox:
+            smtp_job = _outbox(args, "email", smtp_sink.port, webhook_url)
+            hook_job = _outbox(args, "webhook", smtp_sink.port, webhook_url)
+    finally:
+        smtp_sink.stop()
+        http_sink.stop()
+    if not args.no_outbox:
+        print(f"smtp outbox job / raw EmailMessage loop: {smtp_job / smtp_built:6.1%}")
+        print(f"smtp outbox job / raw pre-built bytes:   {smtp_job / smtp_raw:6.1%}")
+        print(f"webhook outbox job / raw httpx loop:     {hook_job / hook_raw:6.1%}")
+    print(f"smtp dealwatch / raw EmailMessage loop: {smtp_ours / smtp_built:6.1%} (target >= 50%)")
+    print(
+        f"smtp dealwatch / raw pre-built bytes:   {smtp_ours / smtp_raw:6.1%} (transport ceiling)"
+    )
+    print(
+        f"webhook ratio dealwatch/raw httpx loop:     {hook_ours / hook_raw:6.1%}  (target >= 50%)"
+    )
+
+
+if __name__ == "__main__":
+    main()
