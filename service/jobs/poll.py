@@ -552,7 +552,10 @@ def normalise_item(
     language = _language_code(
         item.language or default_language or detect_language(f"{title}\n{text}")
     )
-    found = gazetteer.find(f"{title}\n{summary}\n{text}") if gazetteer is not None else None
+    # A feed without full content gives its summary as the text: searching it twice finds
+    # nothing more.
+    mentions = f"{title}\n{text}" if summary == text else f"{title}\n{summary}\n{text}"
+    found = gazetteer.find(mentions) if gazetteer is not None else None
     return ArticleData(
         identity=identity(item.guid, canonical, digest),
         guid=item.guid,
