@@ -39,7 +39,7 @@ from service.sources.fetcher import Fetched, FetchOptions, HostLimiter, NotModif
 from service.sources.parsers import ParsedDocument, ParsedItem, parser_for
 from service.sources.parsers.html import extract_main_text
 from service.sources.schedule import SchedulePolicy, next_poll_at
-from service.storage.articles import ArticleData, upsert_articles
+from service.storage.articles import ArticleData, StoredArticle, upsert_articles
 from service.storage.claims import claim_due
 from service.storage.matches import list_audiences, list_rule_tags, record_matches
 from service.storage.stories import file_into_stories, recent_story_entries
@@ -292,8 +292,9 @@ class Poller:
                 if document.parser_used == "feedparser":
                     metrics.PARSER_FALLBACKS.inc()
                 matcher = await self.matchers.get(session)
-                rule_tags = await list_rule_tags(session)
-                audiences = await list_audiences(session)
+                # Tags and audiences only serve recording matches: none without rules.
+                rule_tags = await list_rule_tags(session) if len(matcher) else {}
+                audiences = await list_audiences(session) if len(matcher) else []
                 await self._sync_story_index(session, now)
                 batch = []
                 for item in document.items:
@@ -319,19 +320,20 @@ class Poller:
                         updated += 1
                     if not len(matcher):
                         continue
+                    data = article.data
                     matches = matcher.match(
                         alerts.Article(
                             id=str(article.id),
-                            title=article.title,
-                            body=article.text or article.summary,
-                            url=article.url,
+                            title=data.title,
+                            body=data.text or data.summary,
+                            url=data.url,
                             source=view.id,
-                            domain=urlsplit(article.url).hostname or "",
+                            domain=urlsplit(data.url).hostname or "",
                             tier=view.tier,
-                            lang=article.language or "",
-                            countries=frozenset(article.countries),
-                            entities=frozenset(article.entities),
-                            published=article.published_at,
+                            lang=data.language or "",
+                            countries=frozenset(data.countries),
+                            entities=frozenset(data.entities),
+                            published=data.published_at,
                         )
                     )
                     matched += await record_matches(
@@ -440,16 +442,16 @@ class Poller:
             self._stories_synced_at = now
 
     async def _assign_stories(
-        self, session: AsyncSession, articles: list[Article], *, tier: str, now: datetime
+        self, session: AsyncSession, articles: list[StoredArticle], *, tier: str, now: datetime
     ) -> None:
         """File a source's new articles into stories (existing near-duplicates or new ones)."""
         if not articles:
             return
         async with self._story_lock:
             texts: dict[int, str] = {}
-            placements: list[tuple[Article, int | None]] = []
+            placements: list[tuple[StoredArticle, int | None]] = []
             for article in articles:
-                text = story_text(article.title, article.summary or article.text)
+                text = story_text(article.data.title, article.data.summary or article.data.text)
                 texts[article.id] = text
                 # A founder is known as "-<article id>" until its story row has an id, so a
                 # near-duplicate later in this same document joins it.
@@ -457,7 +459,7 @@ class Poller:
                 placements.append((article, int(found) if found is not None else None))
             filed = await file_into_stories(session, placements=placements, tier=tier, now=now)
             for article in articles:
-                self.stories.add(str(article.id), texts[article.id], str(filed[article.id].id))
+                self.stories.add(str(article.id), texts[article.id], str(filed[article.id]))
 
     async def _record_failure(self, view: _SourceView, exc: Exception) -> PollResult:
         now = self.resources.clock()

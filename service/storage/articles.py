@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.models import Article
@@ -61,47 +61,90 @@ async def upsert_article(
 _IN_CHUNK = 500
 
 
+@dataclass(frozen=True, slots=True)
+class StoredArticle:
+    """An article of :func:`upsert_articles`: its row id and the data it was given.
+
+    For an ``"unchanged"`` article, ``data`` is the incoming copy (same content hash as the
+    stored row, which was left as it is).
+    """
+
+    id: int
+    source_id: str
+    data: ArticleData
+
+
 async def upsert_articles(
     session: AsyncSession, *, source_id: str, items: Sequence[ArticleData], now: datetime
-) -> list[tuple[Article, UpsertOutcome]]:
-    """Store a document's items in a few statements: one lookup, one batched write.
+) -> list[tuple[StoredArticle, UpsertOutcome]]:
+    """Store a document's items in a few statements: one lookup, one insert, one update.
 
     Same outcomes as :func:`upsert_article`, in the order of ``items``; an identity that occurs
-    twice in one document is stored once (its later copies are reported unchanged).
+    twice in one document is stored once (its later copies are reported unchanged). Rows are
+    written with bulk statements (one round trip each), not ORM objects: building and flushing
+    an ORM object per item cost more than normalising the item.
     """
     identities = list(dict.fromkeys(item.identity for item in items))
-    stored: dict[str, Article] = {}
+    stored: dict[str, tuple[int, str]] = {}
     for start in range(0, len(identities), _IN_CHUNK):
         chunk = identities[start : start + _IN_CHUNK]
         rows = await session.execute(
-            select(Article).where(Article.source_id == source_id, Article.identity.in_(chunk))
+            select(Article.id, Article.identity, Article.content_hash).where(
+                Article.source_id == source_id, Article.identity.in_(chunk)
+            )
         )
-        stored.update((article.identity, article) for article in rows.scalars())
-    results: list[tuple[Article, UpsertOutcome]] = []
-    seen: set[str] = set()
-    fresh: list[Article] = []
+        stored.update((row.identity, (row.id, row.content_hash)) for row in rows)
+    outcomes: list[tuple[ArticleData, UpsertOutcome]] = []
+    first: dict[str, ArticleData] = {}
+    fresh: list[ArticleData] = []
+    changed: list[dict[str, object]] = []
     for data in items:
-        article = stored.get(data.identity)
-        if data.identity in seen:
-            assert article is not None
-            results.append((article, "unchanged"))
+        if data.identity in first:
+            outcomes.append((first[data.identity], "unchanged"))
             continue
-        seen.add(data.identity)
-        if article is None:
-            article = Article(source_id=source_id, identity=data.identity, fetched_at=now)
-            _assign(article, data)
-            stored[data.identity] = article
-            fresh.append(article)
-            results.append((article, "new"))
-        elif article.content_hash == data.content_hash:
-            results.append((article, "unchanged"))
+        first[data.identity] = data
+        row = stored.get(data.identity)
+        if row is None:
+            fresh.append(data)
+            outcomes.append((data, "new"))
+        elif row[1] == data.content_hash:
+            outcomes.append((data, "unchanged"))
         else:
-            _assign(article, data)
-            article.updated_at = now
-            results.append((article, "updated"))
-    session.add_all(fresh)
-    await session.flush()
-    return results
+            changed.append({"id": row[0], **_columns(data), "updated_at": now})
+            outcomes.append((data, "updated"))
+    ids = {identity: row[0] for identity, row in stored.items()}
+    if fresh:
+        inserted = await session.execute(
+            insert(Article).returning(Article.id, sort_by_parameter_order=True),
+            [
+                {"source_id": source_id, "identity": d.identity, "fetched_at": now, **_columns(d)}
+                for d in fresh
+            ],
+        )
+        ids.update(zip((d.identity for d in fresh), inserted.scalars(), strict=True))
+    if changed:
+        await session.execute(update(Article), changed)
+    return [
+        (StoredArticle(ids[data.identity], source_id, data), outcome) for data, outcome in outcomes
+    ]
+
+
+def _columns(data: ArticleData) -> dict[str, object]:
+    return {
+        "guid": data.guid,
+        "url": data.url,
+        "canonical_url": data.canonical_url,
+        "title": data.title,
+        "summary": data.summary,
+        "text": data.text,
+        "author": data.author,
+        "published_at": data.published_at,
+        "published_valid": data.published_valid,
+        "language": data.language,
+        "content_hash": data.content_hash,
+        "countries": list(data.countries),
+        "entities": list(data.entities),
+    }
 
 
 def _assign(article: Article, data: ArticleData) -> None:

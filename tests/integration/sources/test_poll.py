@@ -283,3 +283,60 @@ async def test_silent_source_becomes_stale(
     clock.advance(hours=25)
     await poller.poll_source_now("tass-en")
     assert (await rows(resources, Source))[0].health == "stale"
+
+
+def _rss(*items: tuple[str, str, str, str]) -> bytes:
+    entries = "".join(
+        f"<item><guid>{guid}</guid><title>{title}</title><link>https://x.example/{guid}</link>"
+        f"<pubDate>{published}</pubDate><description>{text}</description></item>"
+        for guid, title, published, text in items
+    )
+    return (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
+        f"<link>https://x.example/</link><language>en</language>{entries}</channel></rss>"
+    ).encode()
+
+
+async def test_near_duplicates_within_one_document_and_across_sources_share_a_story(
+    resources: Resources, clock: FakeClock, server: LocalHTTPServer
+) -> None:
+    clock.set(NOW)
+    lead = "Pakistan and Russia signed an agreement on the Pakistan Stream gas pipeline in Moscow"
+    first = ("a1", "Pakistan, Russia sign gas pipeline deal", "Fri, 14 Jun 2024 10:00:00 +0000")
+    again = ("a2", "Pakistan, Russia sign gas pipeline deal", "Fri, 14 Jun 2024 09:00:00 +0000")
+    other = ("a3", "Oil prices fall on demand worries", "Fri, 14 Jun 2024 08:00:00 +0000")
+    server.route(
+        "/one",
+        Response(
+            body=_rss(
+                (*first, f"{lead} today."),
+                (*again, f"{lead} on Friday."),
+                (*other, "Brent crude slipped as traders weighed weaker demand in Asia."),
+                (*first, f"{lead} today."),
+            )
+        ),
+    )
+    server.route(
+        "/two", Response(body=_rss(("b1", first[1], "Fri, 14 Jun 2024 11:00:00 +0000", f"{lead}.")))
+    )
+    await add_sources(
+        resources, source("one", server.url("/one")), source("two", server.url("/two"))
+    )
+    poller = Poller(resources)
+    assert (await poller.poll_source_now("one")).new == 3  # type: ignore[union-attr]
+    assert (await poller.poll_source_now("two")).new == 1  # type: ignore[union-attr]
+
+    articles = {a.guid: a for a in await rows(resources, Article)}
+    assert len(articles) == 4
+    shared = articles["a1"].story_id
+    assert shared is not None
+    assert articles["a2"].story_id == articles["b1"].story_id == shared
+    assert articles["a3"].story_id not in {None, shared}
+    (story,) = await rows(resources, Story, Story.id == shared)
+    assert story.article_count == 3
+    assert sorted(story.source_ids) == ["one", "two"]
+    # The earliest published copy is canonical, though it came second in its feed.
+    assert story.canonical_article_id == articles["a2"].id
+    (single,) = await rows(resources, Story, Story.id == articles["a3"].story_id)
+    assert (single.article_count, single.source_ids) == (1, ["one"])
+    assert single.canonical_article_id == articles["a3"].id
