@@ -114,14 +114,17 @@ async def upsert_articles(
             outcomes.append((data, "updated"))
     ids = {identity: row[0] for identity, row in stored.items()}
     if fresh:
+        # RETURNING the identity pairs the ids with the rows whatever order they come back in;
+        # asking SQLAlchemy for parameter order instead makes it insert one row per statement
+        # on SQLite.
         inserted = await session.execute(
-            insert(Article).returning(Article.id, sort_by_parameter_order=True),
+            insert(Article).returning(Article.id, Article.identity),
             [
                 {"source_id": source_id, "identity": d.identity, "fetched_at": now, **_columns(d)}
                 for d in fresh
             ],
         )
-        ids.update(zip((d.identity for d in fresh), inserted.scalars(), strict=True))
+        ids.update((row.identity, row.id) for row in inserted)
     if changed:
         await session.execute(update(Article), changed)
     return [

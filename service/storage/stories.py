@@ -210,8 +210,10 @@ async def file_into_stories(
         out[article.id] = story
     drafts = list(founded.values())
     if drafts:
+        # Each new story's canonical article is one of its own articles, so no two share it:
+        # it pairs the returned ids with the drafts in whatever order the rows come back.
         inserted = await session.execute(
-            insert(Story).returning(Story.id, sort_by_parameter_order=True),
+            insert(Story).returning(Story.id, Story.canonical_article_id),
             [
                 {
                     "title": d.title,
@@ -224,8 +226,9 @@ async def file_into_stories(
                 for d in drafts
             ],
         )
-        for draft, story_id in zip(drafts, inserted.scalars(), strict=True):
-            draft.id = story_id
+        by_canonical = {d.canonical_article_id: d for d in drafts}
+        for row in inserted:
+            by_canonical[row.canonical_article_id].id = row.id
     new_drafts = {id(d) for d in drafts}
     touched = {id(d): d for d in out.values() if id(d) not in new_drafts}
     if touched:
