@@ -9,15 +9,19 @@ from __future__ import annotations
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.stories import StoryMember, canonical_member, story_text
 from service.db.models import Article, Source, Story
-from service.storage.articles import StoredArticle
+from service.storage.articles import ARTICLES, StoredArticle
 
 __all__ = ["StoryEntry", "attach_to_story", "file_into_stories", "recent_story_entries"]
+
+# Core tables for the bulk writes: the ORM's bulk layer costs more than the statements.
+STORIES = cast(Table, Story.__table__)
 
 StoryEntry = tuple[str, str, str]
 """``(article id, story text, story id)`` as :class:`alerts.stories.StoryIndex` takes them."""
@@ -213,7 +217,7 @@ async def file_into_stories(
         # Each new story's canonical article is one of its own articles, so no two share it:
         # it pairs the returned ids with the drafts in whatever order the rows come back.
         inserted = await session.execute(
-            insert(Story).returning(Story.id, Story.canonical_article_id),
+            insert(STORIES).returning(STORIES.c.id, STORIES.c.canonical_article_id),
             [
                 {
                     "title": d.title,
@@ -249,7 +253,9 @@ async def file_into_stories(
     filed = {article_id: draft.id for article_id, draft in out.items() if draft.id is not None}
     if filed:
         await session.execute(
-            update(Article),
-            [{"id": article_id, "story_id": story_id} for article_id, story_id in filed.items()],
+            update(ARTICLES)
+            .where(ARTICLES.c.id == bindparam("article_id"))
+            .values(story_id=bindparam("story_id")),
+            [{"article_id": a, "story_id": s} for a, s in filed.items()],
         )
     return filed
