@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -297,17 +297,26 @@ class Poller:
                 audiences = await list_audiences(session) if len(matcher) else []
                 await self._sync_story_index(session, now)
                 batch = []
+                prepared: dict[str, PreparedItem] = {}
                 for item in document.items:
-                    data = normalise_item(
+                    ready = prepare_item(
                         item,
                         fetched_at=now,
                         default_language=document.language,
-                        gazetteer=self.gazetteer,
                         page_text=pages.get(item.url or ""),
                     )
-                    if data is not None and data.identity not in known:
-                        batch.append(data)
-                stored = await upsert_articles(session, source_id=view.id, items=batch, now=now)
+                    if ready is not None and ready.data.identity not in known:
+                        batch.append(ready.data)
+                        # The first copy of an identity is the one stored.
+                        prepared.setdefault(ready.data.identity, ready)
+                gazetteer = self.gazetteer
+                stored = await upsert_articles(
+                    session,
+                    source_id=view.id,
+                    items=batch,
+                    now=now,
+                    complete=lambda data: prepared[data.identity].complete(gazetteer),
+                )
                 await self._assign_stories(
                     session, [a for a, change in stored if change == "new"], tier=view.tier, now=now
                 )
@@ -542,6 +551,53 @@ def normalise_item(
         gazetteer: finds the countries and entities the article mentions.
         page_text: main text of the item's page (HTML sources that follow links).
     """
+    prepared = prepare_item(
+        item, fetched_at=fetched_at, default_language=default_language, page_text=page_text
+    )
+    return prepared.complete(gazetteer) if prepared is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedItem:
+    """A normalised item whose language detection and enrichment are still to do.
+
+    Identity and content hash are known, so the store can tell new and changed items from
+    unchanged ones first and spend the costly steps on the former only.
+    """
+
+    data: ArticleData
+    mentions: str
+    language_sample: str | None
+
+    def complete(self, gazetteer: Gazetteer | None) -> ArticleData:
+        """Return the data with its language (if it had to be detected) and mentions."""
+        data = self.data
+        if self.language_sample is not None:
+            language = _language_code(detect_language(self.language_sample))
+            data = replace(data, language=language or None)
+        if gazetteer is None:
+            return data
+        found = gazetteer.find(self.mentions)
+        return replace(
+            data, countries=tuple(sorted(found.countries)), entities=tuple(sorted(found.entities))
+        )
+
+
+def prepare_item(
+    item: ParsedItem,
+    *,
+    fetched_at: datetime,
+    default_language: str = "",
+    page_text: str | None = None,
+) -> PreparedItem | None:
+    """First half of :func:`normalise_item`: everything but language detection and enrichment.
+
+    Args:
+        item: what the parser produced.
+        fetched_at: when the document was fetched (the fallback publication time).
+        default_language: the document's declared language, used when the item has none.
+        page_text: main text of the item's page (HTML sources that follow links).
+    """
     title = html_to_text(item.title).strip()
     if not title and not item.url:
         return None
@@ -551,26 +607,26 @@ def normalise_item(
     canonical = canonical_url(url) if url else ""
     digest = content_hash(title, text)
     published, replaced = normalise_published(item.published, fetched_at=fetched_at)
-    language = _language_code(
-        item.language or default_language or detect_language(f"{title}\n{text}")
-    )
+    declared = item.language or default_language
+    language = _language_code(declared) if declared else ""
     # A feed without full content gives its summary as the text: searching it twice finds
     # nothing more.
     mentions = f"{title}\n{text}" if summary == text else f"{title}\n{summary}\n{text}"
-    found = gazetteer.find(mentions) if gazetteer is not None else None
-    return ArticleData(
-        identity=identity(item.guid, canonical, digest),
-        guid=item.guid,
-        url=url,
-        canonical_url=canonical,
-        title=title or url,
-        summary=summary,
-        text=text,
-        author=item.author or None,
-        published_at=published,
-        published_valid=not replaced,
-        language=language or None,
-        content_hash=digest,
-        countries=tuple(sorted(found.countries)) if found else (),
-        entities=tuple(sorted(found.entities)) if found else (),
+    return PreparedItem(
+        data=ArticleData(
+            identity=identity(item.guid, canonical, digest),
+            guid=item.guid,
+            url=url,
+            canonical_url=canonical,
+            title=title or url,
+            summary=summary,
+            text=text,
+            author=item.author or None,
+            published_at=published,
+            published_valid=not replaced,
+            language=language or None,
+            content_hash=digest,
+        ),
+        mentions=mentions,
+        language_sample=None if declared else f"{title}\n{text}",
     )

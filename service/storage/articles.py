@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, cast
@@ -71,7 +71,7 @@ class StoredArticle:
     """An article of :func:`upsert_articles`: its row id and the data it was given.
 
     For an ``"unchanged"`` article, ``data`` is the incoming copy (same content hash as the
-    stored row, which was left as it is).
+    stored row, which was left as it is), not passed through ``complete``.
     """
 
     id: int
@@ -80,7 +80,12 @@ class StoredArticle:
 
 
 async def upsert_articles(
-    session: AsyncSession, *, source_id: str, items: Sequence[ArticleData], now: datetime
+    session: AsyncSession,
+    *,
+    source_id: str,
+    items: Sequence[ArticleData],
+    now: datetime,
+    complete: Callable[[ArticleData], ArticleData] | None = None,
 ) -> list[tuple[StoredArticle, UpsertOutcome]]:
     """Store a document's items in a few statements: one lookup, one insert, one update.
 
@@ -88,6 +93,14 @@ async def upsert_articles(
     twice in one document is stored once (its later copies are reported unchanged). Rows are
     written with bulk statements (one round trip each), not ORM objects: building and flushing
     an ORM object per item cost more than normalising the item.
+
+    Args:
+        session: the caller's session (the caller commits).
+        source_id: the source the items come from.
+        items: the document's normalised items.
+        now: the fetch time.
+        complete: applied to new and changed items only, before they are written (language
+            detection and enrichment: unchanged items, most of a re-polled feed, skip them).
     """
     identities = list(dict.fromkeys(item.identity for item in items))
     stored: dict[str, tuple[int, str]] = {}
@@ -109,11 +122,15 @@ async def upsert_articles(
             continue
         first[data.identity] = data
         row = stored.get(data.identity)
+        if row is not None and row[1] == data.content_hash:
+            outcomes.append((data, "unchanged"))
+            continue
+        if complete is not None:
+            data = complete(data)
+            first[data.identity] = data
         if row is None:
             fresh.append(data)
             outcomes.append((data, "new"))
-        elif row[1] == data.content_hash:
-            outcomes.append((data, "unchanged"))
         else:
             changed.append({"id": row[0], **_columns(data), "updated_at": now})
             outcomes.append((data, "updated"))

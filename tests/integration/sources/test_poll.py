@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from service.catalogue import SourceDefinition, sync_sources
 from service.db.models import Article, Source, Story
 from service.jobs.poll import Poller
 from service.runtime import Resources
+from service.storage.articles import ArticleData, upsert_articles
 from tests.support.clock import FakeClock
 from tests.support.http_server import LocalHTTPServer, RecordedRequest, Response
 
@@ -340,3 +342,60 @@ async def test_near_duplicates_within_one_document_and_across_sources_share_a_st
     (single,) = await rows(resources, Story, Story.id == articles["a3"].story_id)
     assert (single.article_count, single.source_ids) == (1, ["one"])
     assert single.canonical_article_id == articles["a3"].id
+
+
+async def test_language_and_enrichment_only_for_new_and_changed_items(
+    resources: Resources, clock: FakeClock
+) -> None:
+    clock.set(NOW)
+    await add_sources(resources, source("s", "https://s.example/feed"))
+
+    def data(n: int, body: str) -> ArticleData:
+        return ArticleData(
+            identity=f"guid:{n}",
+            guid=str(n),
+            url=f"https://s.example/{n}",
+            canonical_url=f"https://s.example/{n}",
+            title=f"Item {n}",
+            summary=body,
+            text=body,
+            author=None,
+            published_at=NOW,
+            published_valid=True,
+            language=None,
+            content_hash=f"{n}-{body}",
+        )
+
+    completed: list[str] = []
+
+    def complete(item: ArticleData) -> ArticleData:
+        completed.append(item.identity)
+        return replace(item, language="en", countries=("PK",))
+
+    async with resources.sessionmaker() as session:
+        await upsert_articles(
+            session, source_id="s", items=[data(1, "a"), data(2, "b")], now=NOW, complete=complete
+        )
+        await session.commit()
+    completed.clear()
+    async with resources.sessionmaker() as session:
+        stored = await upsert_articles(
+            session,
+            source_id="s",
+            items=[data(1, "a"), data(2, "b2"), data(3, "c"), data(3, "c")],
+            now=NOW,
+            complete=complete,
+        )
+        await session.commit()
+
+    assert completed == ["guid:2", "guid:3"]
+    assert [change for _, change in stored] == ["unchanged", "updated", "new", "unchanged"]
+    assert stored[2][0].id == stored[3][0].id
+    assert stored[2][0].data.countries == ("PK",)
+    rows_by_guid = {a.guid: a for a in await rows(resources, Article)}
+    assert {guid: (a.language, a.countries) for guid, a in rows_by_guid.items()} == {
+        "1": ("en", ["PK"]),
+        "2": ("en", ["PK"]),
+        "3": ("en", ["PK"]),
+    }
+    assert rows_by_guid["2"].summary == "b2"
