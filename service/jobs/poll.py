@@ -611,7 +611,10 @@ def prepare_item(
     language = _language_code(declared) if declared else ""
     # A feed without full content gives its summary as the text: searching it twice finds
     # nothing more.
-    mentions = f"{title}\n{text}" if summary == text else f"{title}\n{summary}\n{text}"
+    parts = (title, text) if summary == text else (title, summary, text)
+    # html_to_text's output is already collapsed: joined by single spaces, the gazetteer need
+    # not collapse it again (a page's text may not be, and keeps the newlines that make it).
+    mentions = ("\n" if page_text else " ").join(part for part in parts if part)
     return PreparedItem(
         data=ArticleData(
             identity=identity(item.guid, canonical, digest),
