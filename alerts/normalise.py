@@ -72,13 +72,13 @@ _TRACKING_EXACT = frozenset(
 _TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "__hs", "oly_")
 _HOST_VARIANTS = ("www.", "m.", "mobile.", "amp.", "wap.")
 _AMP_PATH = re.compile(r"(?:/amp/?|\.amp|/amp\.html)$", re.IGNORECASE)
-_WHITESPACE = re.compile(r"\s+")
 _BLOCK_TAG = re.compile(
     r"</?(?:p|div|br|li|dt|dd|h[1-6]|tr|td|th|blockquote|section|article|header|footer|ul|ol|"
     r"table|pre|figure|figcaption|hr|aside|main)\b",
     re.IGNORECASE,
 )
 _JUNK = "script, style, noscript, template, iframe, object, embed, svg, head"
+_JUNK_HINTS = tuple(f"<{name.strip()}" for name in _JUNK.split(","))
 _LANGUAGES = [
     "en",
     "ru",
@@ -155,15 +155,29 @@ def html_to_text(html: str) -> str:
     if not html:
         return ""
     if "<" not in html and "&" not in html:
-        return _WHITESPACE.sub(" ", html).strip()
+        return _collapse(html)
     # A space before every block tag keeps "</p><p>" from gluing words together; done on the
     # markup with one regex because editing the parsed tree node by node costs ten times more.
-    tree = LexborHTMLParser(_BLOCK_TAG.sub(r" \g<0>", html))
-    for junk in tree.css(_JUNK):
-        junk.decompose()
+    # (A function replacement is faster than a template one: no template expansion per tag.)
+    tree = LexborHTMLParser(_BLOCK_TAG.sub(_space_before, html))
+    # Most fragments hold no junk element: a substring test is cheaper than a CSS query.
+    lowered = html.lower()
+    if any(hint in lowered for hint in _JUNK_HINTS):
+        for junk in tree.css(_JUNK):
+            junk.decompose()
     root = tree.body or tree.root
     text = root.text(separator="") if root is not None else ""
-    return _WHITESPACE.sub(" ", text).strip()
+    return _collapse(text)
+
+
+def _space_before(match: re.Match[str]) -> str:
+    return " " + match.group(0)
+
+
+def _collapse(text: str) -> str:
+    # Same result as ``re.sub(r"\s+", " ", text).strip()`` (both use Unicode whitespace), at a
+    # third of the cost on article-sized texts.
+    return " ".join(text.split())
 
 
 def normalise_published(dt: datetime | None, *, fetched_at: datetime) -> tuple[datetime, bool]:
@@ -210,7 +224,7 @@ def detect_language(text: str) -> str:
 
 
 def _fold(text: str) -> str:
-    return _WHITESPACE.sub(" ", text).strip().casefold()
+    return _collapse(text).casefold()
 
 
 def content_hash(title: str, text: str) -> str:

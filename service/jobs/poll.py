@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -39,7 +39,7 @@ from service.sources.fetcher import Fetched, FetchOptions, HostLimiter, NotModif
 from service.sources.parsers import ParsedDocument, ParsedItem, parser_for
 from service.sources.parsers.html import extract_main_text
 from service.sources.schedule import SchedulePolicy, next_poll_at
-from service.storage.articles import ArticleData, upsert_articles
+from service.storage.articles import ArticleData, StoredArticle, upsert_articles
 from service.storage.claims import claim_due
 from service.storage.matches import list_audiences, list_rule_tags, record_matches
 from service.storage.stories import file_into_stories, recent_story_entries
@@ -292,21 +292,31 @@ class Poller:
                 if document.parser_used == "feedparser":
                     metrics.PARSER_FALLBACKS.inc()
                 matcher = await self.matchers.get(session)
-                rule_tags = await list_rule_tags(session)
-                audiences = await list_audiences(session)
+                # Tags and audiences only serve recording matches: none without rules.
+                rule_tags = await list_rule_tags(session) if len(matcher) else {}
+                audiences = await list_audiences(session) if len(matcher) else []
                 await self._sync_story_index(session, now)
                 batch = []
+                prepared: dict[str, PreparedItem] = {}
                 for item in document.items:
-                    data = normalise_item(
+                    ready = prepare_item(
                         item,
                         fetched_at=now,
                         default_language=document.language,
-                        gazetteer=self.gazetteer,
                         page_text=pages.get(item.url or ""),
                     )
-                    if data is not None and data.identity not in known:
-                        batch.append(data)
-                stored = await upsert_articles(session, source_id=view.id, items=batch, now=now)
+                    if ready is not None and ready.data.identity not in known:
+                        batch.append(ready.data)
+                        # The first copy of an identity is the one stored.
+                        prepared.setdefault(ready.data.identity, ready)
+                gazetteer = self.gazetteer
+                stored = await upsert_articles(
+                    session,
+                    source_id=view.id,
+                    items=batch,
+                    now=now,
+                    complete=lambda data: prepared[data.identity].complete(gazetteer),
+                )
                 await self._assign_stories(
                     session, [a for a, change in stored if change == "new"], tier=view.tier, now=now
                 )
@@ -319,19 +329,20 @@ class Poller:
                         updated += 1
                     if not len(matcher):
                         continue
+                    data = article.data
                     matches = matcher.match(
                         alerts.Article(
                             id=str(article.id),
-                            title=article.title,
-                            body=article.text or article.summary,
-                            url=article.url,
+                            title=data.title,
+                            body=data.text or data.summary,
+                            url=data.url,
                             source=view.id,
-                            domain=urlsplit(article.url).hostname or "",
+                            domain=urlsplit(data.url).hostname or "",
                             tier=view.tier,
-                            lang=article.language or "",
-                            countries=frozenset(article.countries),
-                            entities=frozenset(article.entities),
-                            published=article.published_at,
+                            lang=data.language or "",
+                            countries=frozenset(data.countries),
+                            entities=frozenset(data.entities),
+                            published=data.published_at,
                         )
                     )
                     matched += await record_matches(
@@ -440,16 +451,16 @@ class Poller:
             self._stories_synced_at = now
 
     async def _assign_stories(
-        self, session: AsyncSession, articles: list[Article], *, tier: str, now: datetime
+        self, session: AsyncSession, articles: list[StoredArticle], *, tier: str, now: datetime
     ) -> None:
         """File a source's new articles into stories (existing near-duplicates or new ones)."""
         if not articles:
             return
         async with self._story_lock:
             texts: dict[int, str] = {}
-            placements: list[tuple[Article, int | None]] = []
+            placements: list[tuple[StoredArticle, int | None]] = []
             for article in articles:
-                text = story_text(article.title, article.summary or article.text)
+                text = story_text(article.data.title, article.data.summary or article.data.text)
                 texts[article.id] = text
                 # A founder is known as "-<article id>" until its story row has an id, so a
                 # near-duplicate later in this same document joins it.
@@ -457,7 +468,7 @@ class Poller:
                 placements.append((article, int(found) if found is not None else None))
             filed = await file_into_stories(session, placements=placements, tier=tier, now=now)
             for article in articles:
-                self.stories.add(str(article.id), texts[article.id], str(filed[article.id].id))
+                self.stories.add(str(article.id), texts[article.id], str(filed[article.id]))
 
     async def _record_failure(self, view: _SourceView, exc: Exception) -> PollResult:
         now = self.resources.clock()
@@ -540,6 +551,53 @@ def normalise_item(
         gazetteer: finds the countries and entities the article mentions.
         page_text: main text of the item's page (HTML sources that follow links).
     """
+    prepared = prepare_item(
+        item, fetched_at=fetched_at, default_language=default_language, page_text=page_text
+    )
+    return prepared.complete(gazetteer) if prepared is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedItem:
+    """A normalised item whose language detection and enrichment are still to do.
+
+    Identity and content hash are known, so the store can tell new and changed items from
+    unchanged ones first and spend the costly steps on the former only.
+    """
+
+    data: ArticleData
+    mentions: str
+    language_sample: str | None
+
+    def complete(self, gazetteer: Gazetteer | None) -> ArticleData:
+        """Return the data with its language (if it had to be detected) and mentions."""
+        data = self.data
+        if self.language_sample is not None:
+            language = _language_code(detect_language(self.language_sample))
+            data = replace(data, language=language or None)
+        if gazetteer is None:
+            return data
+        found = gazetteer.find(self.mentions)
+        return replace(
+            data, countries=tuple(sorted(found.countries)), entities=tuple(sorted(found.entities))
+        )
+
+
+def prepare_item(
+    item: ParsedItem,
+    *,
+    fetched_at: datetime,
+    default_language: str = "",
+    page_text: str | None = None,
+) -> PreparedItem | None:
+    """First half of :func:`normalise_item`: everything but language detection and enrichment.
+
+    Args:
+        item: what the parser produced.
+        fetched_at: when the document was fetched (the fallback publication time).
+        default_language: the document's declared language, used when the item has none.
+        page_text: main text of the item's page (HTML sources that follow links).
+    """
     title = html_to_text(item.title).strip()
     if not title and not item.url:
         return None
@@ -549,23 +607,29 @@ def normalise_item(
     canonical = canonical_url(url) if url else ""
     digest = content_hash(title, text)
     published, replaced = normalise_published(item.published, fetched_at=fetched_at)
-    language = _language_code(
-        item.language or default_language or detect_language(f"{title}\n{text}")
-    )
-    found = gazetteer.find(f"{title}\n{summary}\n{text}") if gazetteer is not None else None
-    return ArticleData(
-        identity=identity(item.guid, canonical, digest),
-        guid=item.guid,
-        url=url,
-        canonical_url=canonical,
-        title=title or url,
-        summary=summary,
-        text=text,
-        author=item.author or None,
-        published_at=published,
-        published_valid=not replaced,
-        language=language or None,
-        content_hash=digest,
-        countries=tuple(sorted(found.countries)) if found else (),
-        entities=tuple(sorted(found.entities)) if found else (),
+    declared = item.language or default_language
+    language = _language_code(declared) if declared else ""
+    # A feed without full content gives its summary as the text: searching it twice finds
+    # nothing more.
+    parts = (title, text) if summary == text else (title, summary, text)
+    # html_to_text's output is already collapsed: joined by single spaces, the gazetteer need
+    # not collapse it again (a page's text may not be, and keeps the newlines that make it).
+    mentions = ("\n" if page_text else " ").join(part for part in parts if part)
+    return PreparedItem(
+        data=ArticleData(
+            identity=identity(item.guid, canonical, digest),
+            guid=item.guid,
+            url=url,
+            canonical_url=canonical,
+            title=title or url,
+            summary=summary,
+            text=text,
+            author=item.author or None,
+            published_at=published,
+            published_valid=not replaced,
+            language=language or None,
+            content_hash=digest,
+        ),
+        mentions=mentions,
+        language_sample=None if declared else f"{title}\n{text}",
     )

@@ -7,15 +7,21 @@ read the recent window for it and keep the story rows (outlets, counts, canonica
 from __future__ import annotations
 
 from collections.abc import Container, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.stories import StoryMember, canonical_member, story_text
 from service.db.models import Article, Source, Story
+from service.storage.articles import ARTICLES, StoredArticle
 
 __all__ = ["StoryEntry", "attach_to_story", "file_into_stories", "recent_story_entries"]
+
+# Core tables for the bulk writes: the ORM's bulk layer costs more than the statements.
+STORIES = cast(Table, Story.__table__)
 
 StoryEntry = tuple[str, str, str]
 """``(article id, story text, story id)`` as :class:`alerts.stories.StoryIndex` takes them."""
@@ -120,14 +126,28 @@ async def _members(session: AsyncSession, article_ids: Sequence[int]) -> dict[in
     }
 
 
+@dataclass(slots=True)
+class _Draft:
+    """A story row as the batch leaves it (``id`` is None until a new one is inserted)."""
+
+    id: int | None
+    title: str
+    canonical_article_id: int | None
+    article_count: int
+    source_ids: list[str]
+
+
 async def file_into_stories(
     session: AsyncSession,
     *,
-    placements: Sequence[tuple[Article, int | None]],
+    placements: Sequence[tuple[StoredArticle, int | None]],
     tier: str,
     now: datetime,
-) -> dict[int, Story]:
+) -> dict[int, int]:
     """Batch form of :func:`attach_to_story` for one source's new articles.
+
+    The stories are decided in memory and written with three bulk statements (new stories,
+    changed stories, the articles' story ids) instead of one ORM flush per row.
 
     Args:
         placements: each new article with the id of the story it joins, or ``None`` to found
@@ -137,40 +157,50 @@ async def file_into_stories(
         now: the fetch time.
 
     Returns:
-        The story of every placed article, by article id.
+        The story id of every placed article, by article id.
     """
     wanted = {story_id for _, story_id in placements if story_id is not None and story_id > 0}
-    existing: dict[int, Story] = {}
+    existing: dict[int, _Draft] = {}
     if wanted:
-        rows = await session.execute(select(Story).where(Story.id.in_(list(wanted))))
-        existing = {story.id: story for story in rows.scalars()}
+        rows = await session.execute(
+            select(
+                Story.id,
+                Story.title,
+                Story.canonical_article_id,
+                Story.article_count,
+                Story.source_ids,
+            ).where(Story.id.in_(list(wanted)))
+        )
+        existing = {
+            row.id: _Draft(
+                row.id,
+                row.title,
+                row.canonical_article_id,
+                row.article_count,
+                list(row.source_ids),
+            )
+            for row in rows
+        }
     canonical = await _members(
         session,
         [s.canonical_article_id for s in existing.values() if s.canonical_article_id is not None],
     )
-    founded: dict[int, Story] = {}
+    founded: dict[int, _Draft] = {}
     best: dict[int, StoryMember] = {}
-    out: dict[int, Story] = {}
+    out: dict[int, _Draft] = {}
     for article, story_id in placements:
-        newcomer = StoryMember(str(article.id), tier, article.published_at)
-        story: Story | None = None
+        data = article.data
+        newcomer = StoryMember(str(article.id), tier, data.published_at)
+        story: _Draft | None = None
         if story_id is not None and story_id > 0:
             story = existing.get(story_id)
         elif story_id is not None:
             story = founded.get(-story_id)
         if story is None:
-            story = Story(
-                title=article.title,
-                canonical_article_id=article.id,
-                first_seen_at=now,
-                last_seen_at=now,
-                article_count=0,
-                source_ids=[],
-            )
+            story = _Draft(None, data.title, article.id, 0, [])
             founded[article.id] = story
             best[id(story)] = newcomer
         story.article_count += 1
-        story.last_seen_at = now
         if article.source_id not in story.source_ids:
             story.source_ids = [*story.source_ids, article.source_id]
         current = best.get(id(story))
@@ -180,11 +210,52 @@ async def file_into_stories(
         best[id(story)] = winner
         if winner is newcomer:
             story.canonical_article_id = article.id
-            story.title = article.title
+            story.title = data.title
         out[article.id] = story
-    session.add_all(founded.values())
-    await session.flush()
-    for article, story in ((a, out[a.id]) for a, _ in placements):
-        article.story_id = story.id
-    await session.flush()
-    return out
+    drafts = list(founded.values())
+    if drafts:
+        # Each new story's canonical article is one of its own articles, so no two share it:
+        # it pairs the returned ids with the drafts in whatever order the rows come back.
+        inserted = await session.execute(
+            insert(STORIES).returning(STORIES.c.id, STORIES.c.canonical_article_id),
+            [
+                {
+                    "title": d.title,
+                    "canonical_article_id": d.canonical_article_id,
+                    "first_seen_at": now,
+                    "last_seen_at": now,
+                    "article_count": d.article_count,
+                    "source_ids": d.source_ids,
+                }
+                for d in drafts
+            ],
+        )
+        by_canonical = {d.canonical_article_id: d for d in drafts}
+        for row in inserted:
+            by_canonical[row.canonical_article_id].id = row.id
+    new_drafts = {id(d) for d in drafts}
+    touched = {id(d): d for d in out.values() if id(d) not in new_drafts}
+    if touched:
+        await session.execute(
+            update(Story),
+            [
+                {
+                    "id": d.id,
+                    "title": d.title,
+                    "canonical_article_id": d.canonical_article_id,
+                    "article_count": d.article_count,
+                    "last_seen_at": now,
+                    "source_ids": d.source_ids,
+                }
+                for d in touched.values()
+            ],
+        )
+    filed = {article_id: draft.id for article_id, draft in out.items() if draft.id is not None}
+    if filed:
+        await session.execute(
+            update(ARTICLES)
+            .where(ARTICLES.c.id == bindparam("article_id"))
+            .values(story_id=bindparam("story_id")),
+            [{"article_id": a, "story_id": s} for a, s in filed.items()],
+        )
+    return filed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from service.catalogue import SourceDefinition, sync_sources
 from service.db.models import Article, Source, Story
 from service.jobs.poll import Poller
 from service.runtime import Resources
+from service.storage.articles import ArticleData, upsert_articles
 from tests.support.clock import FakeClock
 from tests.support.http_server import LocalHTTPServer, RecordedRequest, Response
 
@@ -283,3 +285,117 @@ async def test_silent_source_becomes_stale(
     clock.advance(hours=25)
     await poller.poll_source_now("tass-en")
     assert (await rows(resources, Source))[0].health == "stale"
+
+
+def _rss(*items: tuple[str, str, str, str]) -> bytes:
+    entries = "".join(
+        f"<item><guid>{guid}</guid><title>{title}</title><link>https://x.example/{guid}</link>"
+        f"<pubDate>{published}</pubDate><description>{text}</description></item>"
+        for guid, title, published, text in items
+    )
+    return (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
+        f"<link>https://x.example/</link><language>en</language>{entries}</channel></rss>"
+    ).encode()
+
+
+async def test_near_duplicates_within_one_document_and_across_sources_share_a_story(
+    resources: Resources, clock: FakeClock, server: LocalHTTPServer
+) -> None:
+    clock.set(NOW)
+    lead = "Pakistan and Russia signed an agreement on the Pakistan Stream gas pipeline in Moscow"
+    first = ("a1", "Pakistan, Russia sign gas pipeline deal", "Fri, 14 Jun 2024 10:00:00 +0000")
+    again = ("a2", "Pakistan, Russia sign gas pipeline deal", "Fri, 14 Jun 2024 09:00:00 +0000")
+    other = ("a3", "Oil prices fall on demand worries", "Fri, 14 Jun 2024 08:00:00 +0000")
+    server.route(
+        "/one",
+        Response(
+            body=_rss(
+                (*first, f"{lead} today."),
+                (*again, f"{lead} on Friday."),
+                (*other, "Brent crude slipped as traders weighed weaker demand in Asia."),
+                (*first, f"{lead} today."),
+            )
+        ),
+    )
+    server.route(
+        "/two", Response(body=_rss(("b1", first[1], "Fri, 14 Jun 2024 11:00:00 +0000", f"{lead}.")))
+    )
+    await add_sources(
+        resources, source("one", server.url("/one")), source("two", server.url("/two"))
+    )
+    poller = Poller(resources)
+    assert (await poller.poll_source_now("one")).new == 3  # type: ignore[union-attr]
+    assert (await poller.poll_source_now("two")).new == 1  # type: ignore[union-attr]
+
+    articles = {a.guid: a for a in await rows(resources, Article)}
+    assert len(articles) == 4
+    shared = articles["a1"].story_id
+    assert shared is not None
+    assert articles["a2"].story_id == articles["b1"].story_id == shared
+    assert articles["a3"].story_id not in {None, shared}
+    (story,) = await rows(resources, Story, Story.id == shared)
+    assert story.article_count == 3
+    assert sorted(story.source_ids) == ["one", "two"]
+    # The earliest published copy is canonical, though it came second in its feed.
+    assert story.canonical_article_id == articles["a2"].id
+    (single,) = await rows(resources, Story, Story.id == articles["a3"].story_id)
+    assert (single.article_count, single.source_ids) == (1, ["one"])
+    assert single.canonical_article_id == articles["a3"].id
+
+
+async def test_language_and_enrichment_only_for_new_and_changed_items(
+    resources: Resources, clock: FakeClock
+) -> None:
+    clock.set(NOW)
+    await add_sources(resources, source("s", "https://s.example/feed"))
+
+    def data(n: int, body: str) -> ArticleData:
+        return ArticleData(
+            identity=f"guid:{n}",
+            guid=str(n),
+            url=f"https://s.example/{n}",
+            canonical_url=f"https://s.example/{n}",
+            title=f"Item {n}",
+            summary=body,
+            text=body,
+            author=None,
+            published_at=NOW,
+            published_valid=True,
+            language=None,
+            content_hash=f"{n}-{body}",
+        )
+
+    completed: list[str] = []
+
+    def complete(item: ArticleData) -> ArticleData:
+        completed.append(item.identity)
+        return replace(item, language="en", countries=("PK",))
+
+    async with resources.sessionmaker() as session:
+        await upsert_articles(
+            session, source_id="s", items=[data(1, "a"), data(2, "b")], now=NOW, complete=complete
+        )
+        await session.commit()
+    completed.clear()
+    async with resources.sessionmaker() as session:
+        stored = await upsert_articles(
+            session,
+            source_id="s",
+            items=[data(1, "a"), data(2, "b2"), data(3, "c"), data(3, "c")],
+            now=NOW,
+            complete=complete,
+        )
+        await session.commit()
+
+    assert completed == ["guid:2", "guid:3"]
+    assert [change for _, change in stored] == ["unchanged", "updated", "new", "unchanged"]
+    assert stored[2][0].id == stored[3][0].id
+    assert stored[2][0].data.countries == ("PK",)
+    rows_by_guid = {a.guid: a for a in await rows(resources, Article)}
+    assert {guid: (a.language, a.countries) for guid, a in rows_by_guid.items()} == {
+        "1": ("en", ["PK"]),
+        "2": ("en", ["PK"]),
+        "3": ("en", ["PK"]),
+    }
+    assert rows_by_guid["2"].summary == "b2"

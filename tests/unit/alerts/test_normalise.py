@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from alerts.normalise import (
     canonical_url,
@@ -52,6 +55,16 @@ def test_html_to_text() -> None:
     assert html_to_text("  plain\n text  ") == "plain text"
     assert html_to_text("") == ""
     assert html_to_text("<img src=x onerror=alert(1)>") == ""
+
+
+def test_html_to_text_drops_junk_whatever_its_case() -> None:
+    assert html_to_text("<P>oil</P><SCRIPT>x()</SCRIPT><Style>p{}</Style><p>gas</p>") == "oil gas"
+    assert html_to_text("<div>a<NoScript>b</NoScript><SVG><text>c</text></SVG>d</div>") == "ad"
+
+
+@given(st.text(alphabet=st.sampled_from(["a", "é", " ", "\t", "\n", "\xa0", "\u2003", "\x1f"])))
+def test_plain_text_whitespace_collapses_like_the_regex(text: str) -> None:
+    assert html_to_text(text) == re.sub(r"\s+", " ", text).strip()
 
 
 def test_normalise_published() -> None:

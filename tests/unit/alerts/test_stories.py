@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from alerts.stories import StoryIndex, StoryMember, canonical_member, story_text
+from alerts.stories import (
+    StoryIndex,
+    StoryMember,
+    _Bands,
+    _lsh_params,
+    canonical_member,
+    story_text,
+    story_tokens,
+)
 
 PAIRS = json.loads(
     (Path(__file__).parents[2] / "data" / "stories" / "pairs.json").read_text(encoding="utf-8")
@@ -74,3 +82,15 @@ def test_place_assigns_and_records_in_one_step() -> None:
     assert index.place("a1", first, "other") == "s1"
     assert index.place("a3", "", "s3") is None
     assert "a3" not in index
+
+
+def test_band_keys_are_the_signature_slices_per_band() -> None:
+    bands = _Bands(*_lsh_params())
+    minhash = StoryIndex._minhash(
+        story_tokens("Pakistan and Russia sign LNG supply deal in Moscow")
+    )
+    values = minhash.hashvalues
+    rows = bands._rows
+    expected = [values[i * rows : (i + 1) * rows].tobytes() for i in range(len(bands._tables))]
+    assert bands.keys(minhash) == expected
+    assert len(set(expected)) > 1

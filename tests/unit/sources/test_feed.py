@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import html
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service.exceptions import SourceParseError
 from service.sources.parsers import PARSERS, ParsedDocument, parser_for
@@ -215,3 +219,34 @@ def test_json_feed_relative_url_and_content() -> None:
 def test_invalid_json_feed() -> None:
     with pytest.raises(SourceParseError):
         parse(b'{"version": "https://jsonfeed.org/version/1.1", "items": [')
+
+
+def _entities_one_by_one(text: str) -> str:
+    """The entity rewrite as first written: every named entity through one Python call."""
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in {"amp", "lt", "gt", "quot", "apos"}:
+            return match.group(0)
+        codepoint = html.entities.name2codepoint.get(name)
+        if codepoint is None:
+            expanded = html.entities.html5.get(name + ";")
+            if expanded is None:
+                return f"&amp;{name};"
+            return "".join(f"&#{ord(ch)};" for ch in expanded)
+        return f"&#{codepoint};"
+
+    return re.sub(r"&([A-Za-z][A-Za-z0-9]{1,31});", one, text)
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            ["&", ";", "amp", "lt", "gt", "quot", "apos", "Amp", "nbsp", "eacute", "x", " ", "<b>"]
+        )
+    )
+)
+def test_entity_rewrite_matches_the_one_by_one_rewrite(pieces: list[str]) -> None:
+    body = "".join(pieces)
+    expected = _entities_one_by_one(body)
+    assert prepare_xml(f"<a>{body}</a>".encode()).decode().endswith(f"<a>{expected}</a>")
