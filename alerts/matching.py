@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final, TypeVar
+from typing import Final, TypeVar, cast
 
 import ahocorasick
 
@@ -59,6 +59,10 @@ _STEMS: Final = 0
 _FORMS: Final = 1
 _Key = TypeVar("_Key", str, int)
 _Located = dict[int, list[tuple[int, int]]]
+# Generated predicates: beyond these sizes a rule gets composed closures (the compiler's
+# nesting limits are far above these; such rules are rare and still correct).
+_MAX_DEPTH: Final = 40
+_MAX_ARGS: Final = 250
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,16 +178,17 @@ class _Doc:
     """One article prepared for matching: analysed fields, pattern counts, lazy metadata."""
 
     __slots__ = (
+        "_char_spans",
         "_locate",
         "_located",
         "_meta",
         "_occurrences",
+        "_windows",
         "article",
         "body",
         "counts",
         "scores",
         "title",
-        "windows",
     )
 
     def __init__(
@@ -197,9 +202,11 @@ class _Doc:
         self.body = analyse(article.body)
         self.counts = counts
         self.scores: dict[int, float] = {}
-        # Snippet windows by (field, first highlighted span): rules that start at the same
-        # word share the text and differ only in highlights.
-        self.windows: dict[tuple[str, tuple[int, int]], tuple[str, int, int, int]] = {}
+        # Snippet windows by (field, first highlighted occurrence): rules that start at the
+        # same word share the text and differ only in highlights.
+        self._windows: dict[tuple[str, tuple[int, int]], tuple[str, int, int, int]] = {}
+        # Character offsets of token occurrences, by field.
+        self._char_spans: dict[str, dict[tuple[int, int], tuple[int, int]]] = {}
         self._locate = locate
         self._located: dict[str, _Located] = {}
         self._meta: dict[str, frozenset[str]] = {}
@@ -215,6 +222,30 @@ class _Doc:
             found = self._locate(self.text(field))
             self._located[field] = found
         return found
+
+    def window(
+        self, field: TextField, first: tuple[int, int], size: int
+    ) -> tuple[str, int, int, int]:
+        """Return the snippet cut around the occurrence ``first`` (see :func:`_window`)."""
+        key = (field, first)
+        cut = self._windows.get(key)
+        if cut is None:
+            text = self.text(field)
+            cut = _window(text.text, text.span(first[0])[0], text.span(first[1])[1], size)
+            self._windows[key] = cut
+        return cut
+
+    def char_spans(self, field: TextField) -> dict[tuple[int, int], tuple[int, int]]:
+        """Return the cache of token occurrence -> ``(start, end)`` offsets in ``field``."""
+        found = self._char_spans.get(field)
+        if found is None:
+            found = self._char_spans[field] = {}
+        return found
+
+    def set_located(self, title: _Located, body: _Located) -> None:
+        """Store the positions the matcher's scan found, so :meth:`located` reuses them."""
+        self._located["title"] = title
+        self._located["body"] = body
 
     def occurrences(self, field: TextField, leaf: Leaf) -> list[tuple[int, int]]:
         """Return ``(first, last)`` positions of ``leaf`` in ``field``, computed once."""
@@ -369,8 +400,8 @@ class _Rule:
     # (pattern id, field mask, text as written, memo key) for every positive leaf: scoring
     # and "why".
     scored: tuple[tuple[int, int, str, int], ...]
-    # (pattern id, field scope) of every positive leaf, for snippet highlights.
-    highlight: tuple[tuple[int, TextField | None], ...]
+    # Patterns of the positive leaves that may be highlighted in the title, and in the body.
+    highlight: tuple[tuple[int, ...], tuple[int, ...]]
 
 
 class _Patterns:
@@ -461,6 +492,12 @@ def _cost_rank(node: Node) -> int:
     return 3
 
 
+def _arg(args: list[object], value: object) -> str:
+    """Append ``value`` to a generated predicate's arguments and return its name."""
+    args.append(value)
+    return f"a{len(args) - 1}"
+
+
 def _mask(field: TextField | None) -> int:
     if field == "title":
         return _TITLE_MASK
@@ -475,6 +512,8 @@ class _Compiler:
     def __init__(self, patterns: _Patterns, weight: Callable[[tuple[int, str]], float]) -> None:
         self.patterns = patterns
         self.weight = weight
+        # Expression shape -> compiled factory of predicates of that shape.
+        self._factories: dict[str, Callable[..., object]] = {}
 
     def _plain(self, node: Node) -> int | None:
         """Return the pattern of a leaf that is a plain presence test in any field, else None."""
@@ -483,6 +522,64 @@ class _Compiler:
         return None
 
     def predicate(self, node: Node) -> _Predicate:
+        """Return the rule's predicate: one generated function when the tree allows it.
+
+        The tree becomes one Python expression over the counts, such as
+        ``(a0 in c or a1 in c) and (a2 in d.meta(a3))``, so a candidate costs one call
+        instead of a call per node. Only the expression's shape is compiled (pattern ids,
+        metadata values and proximity closures are arguments of a factory), so the few
+        shapes a rule set has are compiled once and no rule text ever reaches the compiler.
+        Very large or deep trees fall back to composed closures.
+        """
+        args: list[object] = []
+        expr = self._expr(node, args, 0)
+        if expr is None or len(args) > _MAX_ARGS:
+            return self._closure(node)
+        factory = self._factories.get(expr)
+        if factory is None:
+            params = ", ".join(f"a{i}" for i in range(len(args)))
+            source = f"lambda {params}: lambda c, d: {expr}"
+            namespace = {"__builtins__": {}, "_meta_matches": _meta_matches}
+            factory = eval(compile(source, "<rule predicate>", "eval"), namespace)
+            self._factories[expr] = factory
+        return cast(_Predicate, factory(*args))
+
+    def _expr(self, node: Node, args: list[object], depth: int) -> str | None:
+        """Return ``node`` as an expression over ``c`` (counts) and ``d`` (the document).
+
+        Constants are appended to ``args`` and named ``a<index>``; None means too deep.
+        """
+        if depth > _MAX_DEPTH:
+            return None
+        if isinstance(node, And | Or):
+            children = node.children
+            if isinstance(node, And):
+                children = tuple(sorted(children, key=_cost_rank))
+            parts: list[str] = []
+            for child in children:
+                part = self._expr(child, args, depth + 1)
+                if part is None:
+                    return None
+                parts.append(part)
+            return "(" + (" and " if isinstance(node, And) else " or ").join(parts) + ")"
+        if isinstance(node, Not):
+            inner = self._expr(node.child, args, depth + 1)
+            return None if inner is None else f"(not {inner})"
+        if isinstance(node, Meta):
+            field = _arg(args, node.field)
+            if node.prefix or node.field == "domain":
+                return f"_meta_matches({_arg(args, node)}, d.meta({field}))"
+            return f"({_arg(args, node.value)} in d.meta({field}))"
+        if isinstance(node, Near):
+            return f"{_arg(args, self._near(node))}(c, d)"
+        if isinstance(node, Phrase) and node.slop:
+            return f"{_arg(args, self._sloppy(node))}(c, d)"
+        pattern = _arg(args, self.patterns.leaf(node))
+        if node.field is None:
+            return f"({pattern} in c)"
+        return f"(c.get({pattern}, 0) & {_mask(node.field)})"
+
+    def _closure(self, node: Node) -> _Predicate:
         if isinstance(node, And | Or):
             plain = [self._plain(child) for child in node.children]
             if all(pattern is not None for pattern in plain):
@@ -490,9 +587,9 @@ class _Compiler:
             children = node.children
             if isinstance(node, And):
                 children = tuple(sorted(children, key=_cost_rank))
-            return _join(node, [self.predicate(child) for child in children])
+            return _join(node, [self._closure(child) for child in children])
         if isinstance(node, Not):
-            inner = self.predicate(node.child)
+            inner = self._closure(node.child)
             return lambda c, d: not inner(c, d)
         if isinstance(node, Meta):
             meta = node
@@ -606,6 +703,15 @@ class _Compiler:
         # The memo key packs pattern and scope: a pattern scores the same for every rule.
         scope = {_TITLE_MASK: 0, _BODY_MASK: 1, -1: 2}
         return tuple((i, mask, text, i * 3 + scope[mask]) for (i, mask), text in out.items())
+
+
+def _by_field(
+    highlight: tuple[tuple[int, TextField | None], ...],
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Split ``(pattern, scope)`` pairs into the patterns usable in the title and the body."""
+    title = tuple(dict.fromkeys(p for p, scope in highlight if scope in (None, "title")))
+    body = tuple(dict.fromkeys(p for p, scope in highlight if scope in (None, "body")))
+    return title, body
 
 
 def _default_weight(frequencies: Mapping[str, float]) -> Callable[[tuple[int, str]], float]:
@@ -725,7 +831,7 @@ class Matcher:
                     query,
                     predicate,
                     compiler.scored(query.root),
-                    compiler.highlight(query.root),
+                    _by_field(compiler.highlight(query.root)),
                 )
             )
             anchors.append(compiler.anchors(query.root))
@@ -804,18 +910,20 @@ class Matcher:
         return found
 
     def _scan(self, doc: _Doc) -> None:
-        automaton = self._automaton
-        if automaton is None:
-            return
+        """Fill ``doc.counts`` and the located positions of both fields in one pass each.
+
+        Positions cost one C-level space count per hit, much less than a second automaton
+        pass over the text, and snippets and proximity clauses need them anyway.
+        """
+        title = self._locate(doc.title)
+        body = self._locate(doc.body)
+        doc.set_located(title, body)
         counts = doc.counts
-        title, body = doc.title, doc.body
-        sections = [(title.stem_line, 1, _STEMS), (body.stem_line, _BODY_ONE, _STEMS)]
-        if self._uses_forms:
-            sections += [(title.form_line, 1, _FORMS), (body.form_line, _BODY_ONE, _FORMS)]
-        for line, one, space in sections:
-            for _end, found in automaton.iter(line):
-                for pattern in found[space]:
-                    counts[pattern] = counts.get(pattern, 0) + one
+        for pattern, spans in title.items():
+            counts[pattern] = len(spans)
+        get = counts.get
+        for pattern, spans in body.items():
+            counts[pattern] = get(pattern, 0) + (len(spans) << _SHIFT)
 
     def candidates(self, article: Article) -> list[str]:
         """Return the ids of the rules the presearch selects for ``article`` (for benchmarks)."""
@@ -904,36 +1012,47 @@ def _window(source: str, start: int, first_end: int, size: int) -> tuple[str, in
 
 
 def _snippet(
-    doc: _Doc, patterns: tuple[tuple[int, TextField | None], ...], size: int
+    doc: _Doc, patterns: tuple[tuple[int, ...], tuple[int, ...]], size: int
 ) -> tuple[str, tuple[tuple[int, int], ...]]:
-    """Return a window of the body (or the title) around the first matched term, highlighted."""
-    fields: tuple[TextField, ...] = ("body", "title")
-    for field in fields:
+    """Return a window of the body (or the title) around the first matched term, highlighted.
+
+    ``patterns`` are the rule's highlight patterns that may occur in the title and in the
+    body. Each pattern's positions are ascending, so the first occurrence is the least of
+    the lists' heads and the walk through a list stops at the window's last possible token.
+    Windows and character offsets are shared by every rule matching the document.
+    """
+    sides: tuple[tuple[TextField, tuple[int, ...]], ...] = (
+        ("body", patterns[1]),
+        ("title", patterns[0]),
+    )
+    for field, wanted in sides:
         if field == "body" and not doc.article.body:
             continue
-        text = doc.text(field)
         located = doc.located(field)
-        occurrences = sorted(
-            {
-                occurrence
-                for pattern, scope in patterns
-                if scope in (None, field)
-                for occurrence in located.get(pattern, ())
-            }
-        )
-        if not occurrences:
+        lists = [found for found in map(located.get, wanted) if found]
+        if not lists:
             continue
+        first = min(found[0] for found in lists)
         # Every token takes at least two characters with its separator, so only occurrences
         # this close to the first one can fall inside the window: look up just their offsets.
-        first = occurrences[0][0]
-        nearby = [o for o in occurrences if o[0] <= first + size // 2 + 1]
-        found = [(text.span(a)[0], text.span(b)[1]) for a, b in nearby]
-        key = (field, found[0])
-        cut = doc.windows.get(key)
-        if cut is None:
-            cut = _window(text.text, *found[0], size)
-            doc.windows[key] = cut
-        window, begin, end, shift = cut
-        return window, tuple((a + shift, b + shift) for a, b in found if a >= begin and b <= end)
+        bound = first[0] + size // 2 + 1
+        nearby: set[tuple[int, int]] = set()
+        for found in lists:
+            for occurrence in found:
+                if occurrence[0] > bound:
+                    break
+                nearby.add(occurrence)
+        window, begin, end, shift = doc.window(field, first, size)
+        spans = doc.char_spans(field)
+        highlights: list[tuple[int, int]] = []
+        for occurrence in sorted(nearby):
+            span = spans.get(occurrence)
+            if span is None:
+                text = doc.text(field)
+                span = (text.span(occurrence[0])[0], text.span(occurrence[1])[1])
+                spans[occurrence] = span
+            if span[0] >= begin and span[1] <= end:
+                highlights.append((span[0] + shift, span[1] + shift))
+        return window, tuple(highlights)
     title = doc.article.title
     return title[:size], ()
