@@ -23,6 +23,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import reduce
+from itertools import compress
+from operator import add
 from typing import Final, TypeVar, cast
 
 import ahocorasick
@@ -187,7 +190,6 @@ class _Doc:
         "article",
         "body",
         "counts",
-        "scores",
         "title",
     )
 
@@ -201,7 +203,6 @@ class _Doc:
         self.title = analyse(article.title)
         self.body = analyse(article.body)
         self.counts = counts
-        self.scores: dict[int, float] = {}
         # Snippet windows by (field, first highlighted occurrence): rules that start at the
         # same word share the text and differ only in highlights.
         self._windows: dict[tuple[str, tuple[int, int]], tuple[str, int, int, int]] = {}
@@ -397,9 +398,13 @@ class _Rule:
     spec: RuleSpec
     query: Query
     predicate: _Predicate
-    # (pattern id, field mask, text as written, memo key) for every positive leaf: scoring
-    # and "why".
-    scored: tuple[tuple[int, int, str, int], ...]
+    # For every positive leaf (a sloppy phrase's words), in order: the key of its pattern
+    # and scope in a document's score table, the zero it scores when absent, and its text
+    # as written (the "why" of a match).
+    score_keys: tuple[int, ...]
+    zeros: tuple[float, ...]
+    score_texts: tuple[str, ...]
+    distinct_texts: bool
     # Patterns of the positive leaves that may be highlighted in the title, and in the body.
     highlight: tuple[tuple[int, ...], tuple[int, ...]]
 
@@ -700,9 +705,22 @@ class _Compiler:
                     out.setdefault((i, mask), leaf.text)
             else:
                 out.setdefault((self.patterns.leaf(leaf), mask), leaf.text)
-        # The memo key packs pattern and scope: a pattern scores the same for every rule.
+        # The key packs pattern and scope: a pattern scores the same for every rule.
         scope = {_TITLE_MASK: 0, _BODY_MASK: 1, -1: 2}
         return tuple((i, mask, text, i * 3 + scope[mask]) for (i, mask), text in out.items())
+
+
+def _score_table(
+    scored: tuple[tuple[int, int, str, int], ...],
+) -> tuple[tuple[int, ...], tuple[float, ...], tuple[str, ...], bool]:
+    """Return a rule's score keys, zeros, term texts and whether the texts are distinct."""
+    texts = tuple(text for _pattern, _mask, text, _key in scored)
+    return (
+        tuple(key for _pattern, _mask, _text, key in scored),
+        (0.0,) * len(scored),
+        texts,
+        len(set(texts)) == len(texts),
+    )
 
 
 def _by_field(
@@ -830,7 +848,7 @@ class Matcher:
                     spec,
                     query,
                     predicate,
-                    compiler.scored(query.root),
+                    *_score_table(compiler.scored(query.root)),
                     _by_field(compiler.highlight(query.root)),
                 )
             )
@@ -952,43 +970,42 @@ class Matcher:
         doc = _Doc(article, {}, self._locate)
         self._scan(doc)
         counts = doc.counts
-        scores = doc.scores
         options = self._options
+        scores = self._scores(counts)
+        look_up = scores.get
+        snippets = options.snippets
+        size = options.snippet_chars
+        article_id = article.id
+        rules = self._rules
         matches: list[Match] = []
         for position in self._candidate_positions(doc):
-            rule = self._rules[position]
+            rule = rules[position]
             if not rule.predicate(counts, doc):
                 continue
-            total = 0.0
-            terms: list[str] = []
-            for pattern, mask, text, key in rule.scored:
-                value = scores.get(key)
-                if value is None:
-                    count = counts.get(pattern, 0) & mask
-                    value = _term_score(count & _TITLE_MASK, count >> _SHIFT, options)
-                    scores[key] = value
-                if value:
-                    total += value
-                    terms.append(text)
-            score = round(total, 4)
+            # Values in term order; a term absent from the article scores 0.0, and adding
+            # 0.0 leaves a float sum unchanged, so this equals summing the present terms.
+            values = list(map(look_up, rule.score_keys, rule.zeros))
+            score = round(reduce(add, values, 0.0), 4)
             if score < rule.spec.min_score:
                 continue
-            snippet, highlights = (
-                _snippet(doc, rule.highlight, options.snippet_chars)
-                if options.snippets
-                else ("", ())
-            )
-            matches.append(
-                Match(
-                    rule_id=rule.spec.id,
-                    article_id=article.id,
-                    score=score,
-                    terms=tuple(dict.fromkeys(terms)),
-                    snippet=snippet,
-                    highlights=highlights,
-                )
-            )
+            found = compress(rule.score_texts, values)
+            terms = tuple(found) if rule.distinct_texts else tuple(dict.fromkeys(found))
+            snippet, highlights = _snippet(doc, rule.highlight, size) if snippets else ("", ())
+            matches.append(Match(rule.spec.id, article_id, score, terms, snippet, highlights))
         return matches
+
+    def _scores(self, counts: dict[int, int]) -> dict[int, float]:
+        """Return the score of every found pattern in each scope, keyed as ``_Rule.score_keys``."""
+        options = self._options
+        scores: dict[int, float] = {}
+        for pattern, count in counts.items():
+            key = pattern * 3
+            title = count & _TITLE_MASK
+            body = count >> _SHIFT
+            scores[key] = _term_score(title, 0, options)
+            scores[key + 1] = _term_score(0, body, options)
+            scores[key + 2] = _term_score(title, body, options)
+        return scores
 
     def match_many(self, articles: Iterable[Article]) -> list[Match]:
         """Return the matches of every article, in article order then rule id order."""
