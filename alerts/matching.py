@@ -58,6 +58,8 @@ _SHIFT: Final = 20
 _TITLE_MASK: Final = (1 << _SHIFT) - 1
 _BODY_MASK: Final = ~_TITLE_MASK
 _BODY_ONE: Final = 1 << _SHIFT
+# Field mask -> scope index in a document's score table (title, body, either).
+_SCOPES: Final = {_TITLE_MASK: 0, _BODY_MASK: 1, -1: 2}
 _STEMS: Final = 0
 _FORMS: Final = 1
 _Key = TypeVar("_Key", str, int)
@@ -516,7 +518,9 @@ class _Compiler:
 
     def __init__(self, patterns: _Patterns, weight: Callable[[tuple[int, str]], float]) -> None:
         self.patterns = patterns
-        self.weight = weight
+        self._weigh = weight
+        # Pattern id -> weight: anchor choice asks for the same patterns over and over.
+        self._weights: dict[int, float] = {}
         # Expression shape -> compiled factory of predicates of that shape.
         self._factories: dict[str, Callable[..., object]] = {}
 
@@ -674,62 +678,62 @@ class _Compiler:
             return min(sides, key=self._cost)
         if isinstance(node, Phrase) and node.slop:
             words = self.patterns.words(node)
-            return frozenset({min(words, key=lambda i: self.weight(self.patterns.keys[i]))})
+            return frozenset({min(words, key=self.weight)})
         return frozenset({self.patterns.leaf(node)})
 
     def _cost(self, anchors: frozenset[int]) -> tuple[float, int]:
-        keys = self.patterns.keys
-        return (sum(self.weight(keys[i]) for i in anchors), len(anchors))
+        return (sum(map(self.weight, anchors)), len(anchors))
 
-    def highlight(self, node: Node) -> tuple[tuple[int, TextField | None], ...]:
-        """Return ``(pattern, field scope)`` of the positive leaves (a sloppy phrase's words)."""
-        found: dict[tuple[int, TextField | None], None] = {}
-        for leaf in iter_leaves(node, positive_only=True):
-            if isinstance(leaf, Meta):
-                continue
-            if isinstance(leaf, Phrase) and leaf.slop:
-                for pattern in self.patterns.words(leaf):
-                    found.setdefault((pattern, leaf.field), None)
-            else:
-                found.setdefault((self.patterns.leaf(leaf), leaf.field), None)
-        return tuple(found)
+    def weight(self, pattern: int) -> float:
+        """Return the estimated frequency of ``pattern`` (see :func:`_default_weight`)."""
+        found = self._weights.get(pattern)
+        if found is None:
+            found = self._weights[pattern] = self._weigh(self.patterns.keys[pattern])
+        return found
 
-    def scored(self, node: Node) -> tuple[tuple[int, int, str, int], ...]:
-        out: dict[tuple[int, int], str] = {}
+    def terms(
+        self, node: Node
+    ) -> tuple[
+        tuple[int, ...],
+        tuple[float, ...],
+        tuple[str, ...],
+        bool,
+        tuple[tuple[int, ...], tuple[int, ...]],
+    ]:
+        """Return what scoring and snippets need of the positive leaves, in one walk.
+
+        Returns:
+            The score keys (pattern and scope packed, as in :meth:`Matcher._scores`), a zero
+            per key, the leaves' texts as written, whether those texts are distinct, and the
+            highlight patterns usable in the title and in the body.
+        """
+        scored: dict[tuple[int, int], str] = {}
+        title: dict[int, None] = {}
+        body: dict[int, None] = {}
         for leaf in iter_leaves(node, positive_only=True):
             if isinstance(leaf, Meta):
                 continue
             mask = _mask(leaf.field)
             if isinstance(leaf, Phrase) and leaf.slop:
-                for i in self.patterns.words(leaf):
-                    out.setdefault((i, mask), leaf.text)
+                patterns = self.patterns.words(leaf)
             else:
-                out.setdefault((self.patterns.leaf(leaf), mask), leaf.text)
+                patterns = [self.patterns.leaf(leaf)]
+            for pattern in patterns:
+                scored.setdefault((pattern, mask), leaf.text)
+                if leaf.field != "body":
+                    title.setdefault(pattern, None)
+                if leaf.field != "title":
+                    body.setdefault(pattern, None)
         # The key packs pattern and scope: a pattern scores the same for every rule.
-        scope = {_TITLE_MASK: 0, _BODY_MASK: 1, -1: 2}
-        return tuple((i, mask, text, i * 3 + scope[mask]) for (i, mask), text in out.items())
-
-
-def _score_table(
-    scored: tuple[tuple[int, int, str, int], ...],
-) -> tuple[tuple[int, ...], tuple[float, ...], tuple[str, ...], bool]:
-    """Return a rule's score keys, zeros, term texts and whether the texts are distinct."""
-    texts = tuple(text for _pattern, _mask, text, _key in scored)
-    return (
-        tuple(key for _pattern, _mask, _text, key in scored),
-        (0.0,) * len(scored),
-        texts,
-        len(set(texts)) == len(texts),
-    )
-
-
-def _by_field(
-    highlight: tuple[tuple[int, TextField | None], ...],
-) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Split ``(pattern, scope)`` pairs into the patterns usable in the title and the body."""
-    title = tuple(dict.fromkeys(p for p, scope in highlight if scope in (None, "title")))
-    body = tuple(dict.fromkeys(p for p, scope in highlight if scope in (None, "body")))
-    return title, body
+        keys = tuple(i * 3 + _SCOPES[mask] for i, mask in scored)
+        texts = tuple(scored.values())
+        return (
+            keys,
+            (0.0,) * len(keys),
+            texts,
+            len(set(texts)) == len(texts),
+            (tuple(title), tuple(body)),
+        )
 
 
 def _default_weight(frequencies: Mapping[str, float]) -> Callable[[tuple[int, str]], float]:
@@ -848,8 +852,7 @@ class Matcher:
                     spec,
                     query,
                     predicate,
-                    *_score_table(compiler.scored(query.root)),
-                    _by_field(compiler.highlight(query.root)),
+                    *compiler.terms(query.root),
                 )
             )
             anchors.append(compiler.anchors(query.root))
