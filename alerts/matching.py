@@ -64,6 +64,8 @@ _STEMS: Final = 0
 _FORMS: Final = 1
 _Key = TypeVar("_Key", str, int)
 _Located = dict[int, list[tuple[int, int]]]
+# (line, pattern space, automaton hits on it) for each line of a field a matcher scans.
+_Hits = list[tuple[str, int, list[tuple[int, tuple[tuple[int, ...], tuple[int, ...]]]]]]
 # Generated predicates: beyond these sizes a rule gets composed closures (the compiler's
 # nesting limits are far above these; such rules are rare and still correct).
 _MAX_DEPTH: Final = 40
@@ -192,6 +194,7 @@ class _Doc:
         "article",
         "body",
         "counts",
+        "hits",
         "title",
     )
 
@@ -199,7 +202,7 @@ class _Doc:
         self,
         article: Article,
         counts: dict[int, int],
-        locate: Callable[[AnalysedText], _Located] | None = None,
+        locate: Callable[[AnalysedText, _Hits | None], _Located] | None = None,
     ) -> None:
         self.article = article
         self.title = analyse(article.title)
@@ -212,6 +215,8 @@ class _Doc:
         self._char_spans: dict[str, dict[tuple[int, int], tuple[int, int]]] = {}
         self._locate = locate
         self._located: dict[str, _Located] = {}
+        # Raw automaton hits by field, kept by the matcher's scan for :meth:`located`.
+        self.hits: dict[str, _Hits] = {}
         self._meta: dict[str, frozenset[str]] = {}
         # Keyed by (field, id(leaf)): hashing the frozen dataclasses costs more than the
         # look-up saves, and the leaves outlive the document (they belong to the rules).
@@ -222,7 +227,7 @@ class _Doc:
         found = self._located.get(field)
         if found is None:
             assert self._locate is not None, "only matcher documents locate patterns"
-            found = self._locate(self.text(field))
+            found = self._locate(self.text(field), self.hits.get(field))
             self._located[field] = found
         return found
 
@@ -244,11 +249,6 @@ class _Doc:
         if found is None:
             found = self._char_spans[field] = {}
         return found
-
-    def set_located(self, title: _Located, body: _Located) -> None:
-        """Store the positions the matcher's scan found, so :meth:`located` reuses them."""
-        self._located["title"] = title
-        self._located["body"] = body
 
     def occurrences(self, field: TextField, leaf: Leaf) -> list[tuple[int, int]]:
         """Return ``(first, last)`` positions of ``leaf`` in ``field``, computed once."""
@@ -906,19 +906,28 @@ class Matcher:
         """Number of rules without anchors, verified for every article."""
         return len(self._always)
 
-    def _locate(self, text: AnalysedText) -> _Located:
-        """Return pattern id -> ``(first, last)`` token positions of its hits in ``text``."""
-        found: _Located = {}
+    def _hits(self, text: AnalysedText) -> _Hits:
+        """Return the automaton's raw hits on the lines of ``text`` the patterns use."""
         automaton = self._automaton
         if automaton is None:
-            return found
-        sizes = self._sizes
+            return []
         lines = [(text.stem_line, _STEMS)]
         if self._uses_forms:
             lines.append((text.form_line, _FORMS))
-        for line, space in lines:
+        return [(line, space, list(automaton.iter(line))) for line, space in lines]
+
+    def _locate(self, text: AnalysedText, hits: _Hits | None = None) -> _Located:
+        """Return pattern id -> ``(first, last)`` token positions of its hits in ``text``.
+
+        Args:
+            text: the analysed field.
+            hits: the field's hits kept by :meth:`_scan`; found again when not given.
+        """
+        found: _Located = {}
+        sizes = self._sizes
+        for line, space, line_hits in self._hits(text) if hits is None else hits:
             spaces = previous = 0
-            for end, patterns in automaton.iter(line):
+            for end, patterns in line_hits:
                 wanted = patterns[space]
                 if not wanted:
                     continue
@@ -931,20 +940,21 @@ class Matcher:
         return found
 
     def _scan(self, doc: _Doc) -> None:
-        """Fill ``doc.counts`` and the located positions of both fields in one pass each.
+        """Fill ``doc.counts`` with one automaton pass per line, and keep the raw hits.
 
-        Positions cost one C-level space count per hit, much less than a second automaton
-        pass over the text, and snippets and proximity clauses need them anyway.
+        Positions are only worked out from the kept hits when a snippet or a proximity
+        clause asks for them (:meth:`_Doc.located`): no second pass over the text, and no
+        position arithmetic for articles that need none.
         """
-        title = self._locate(doc.title)
-        body = self._locate(doc.body)
-        doc.set_located(title, body)
         counts = doc.counts
-        for pattern, spans in title.items():
-            counts[pattern] = len(spans)
         get = counts.get
-        for pattern, spans in body.items():
-            counts[pattern] = get(pattern, 0) + (len(spans) << _SHIFT)
+        for field, one in (("title", 1), ("body", _BODY_ONE)):
+            hits = self._hits(doc.title if field == "title" else doc.body)
+            doc.hits[field] = hits
+            for _line, space, line_hits in hits:
+                for _end, patterns in line_hits:
+                    for pattern in patterns[space]:
+                        counts[pattern] = get(pattern, 0) + one
 
     def candidates(self, article: Article) -> list[str]:
         """Return the ids of the rules the presearch selects for ``article`` (for benchmarks)."""
