@@ -21,11 +21,12 @@ number of rules. :func:`evaluate` is the brute-force reference used by the tests
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import reduce
 from itertools import compress
-from operator import add
+from operator import add, itemgetter
 from typing import Final, TypeVar, cast
 
 import ahocorasick
@@ -1062,16 +1063,13 @@ def _snippet(
         lists = [found for found in map(located.get, wanted) if found]
         if not lists:
             continue
-        first = min(found[0] for found in lists)
+        first = min(map(itemgetter(0), lists))
         # Every token takes at least two characters with its separator, so only occurrences
         # this close to the first one can fall inside the window: look up just their offsets.
-        bound = first[0] + size // 2 + 1
+        after = (first[0] + size // 2 + 2, -1)
         nearby: set[tuple[int, int]] = set()
         for found in lists:
-            for occurrence in found:
-                if occurrence[0] > bound:
-                    break
-                nearby.add(occurrence)
+            nearby.update(found[: bisect_left(found, after)])
         window, begin, end, shift = doc.window(field, first, size)
         spans = doc.char_spans(field)
         highlights: list[tuple[int, int]] = []
