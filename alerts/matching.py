@@ -21,9 +21,13 @@ number of rules. :func:`evaluate` is the brute-force reference used by the tests
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final, TypeVar
+from functools import reduce
+from itertools import compress
+from operator import add, itemgetter
+from typing import Final, TypeVar, cast
 
 import ahocorasick
 
@@ -55,10 +59,18 @@ _SHIFT: Final = 20
 _TITLE_MASK: Final = (1 << _SHIFT) - 1
 _BODY_MASK: Final = ~_TITLE_MASK
 _BODY_ONE: Final = 1 << _SHIFT
+# Field mask -> scope index in a document's score table (title, body, either).
+_SCOPES: Final = {_TITLE_MASK: 0, _BODY_MASK: 1, -1: 2}
 _STEMS: Final = 0
 _FORMS: Final = 1
 _Key = TypeVar("_Key", str, int)
 _Located = dict[int, list[tuple[int, int]]]
+# (line, pattern space, automaton hits on it) for each line of a field a matcher scans.
+_Hits = list[tuple[str, int, list[tuple[int, tuple[tuple[int, ...], tuple[int, ...]]]]]]
+# Generated predicates: beyond these sizes a rule gets composed closures (the compiler's
+# nesting limits are far above these; such rules are rare and still correct).
+_MAX_DEPTH: Final = 40
+_MAX_ARGS: Final = 250
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,34 +186,38 @@ class _Doc:
     """One article prepared for matching: analysed fields, pattern counts, lazy metadata."""
 
     __slots__ = (
+        "_char_spans",
         "_locate",
         "_located",
         "_meta",
         "_occurrences",
+        "_windows",
         "article",
         "body",
         "counts",
-        "scores",
+        "hits",
         "title",
-        "windows",
     )
 
     def __init__(
         self,
         article: Article,
         counts: dict[int, int],
-        locate: Callable[[AnalysedText], _Located] | None = None,
+        locate: Callable[[AnalysedText, _Hits | None], _Located] | None = None,
     ) -> None:
         self.article = article
         self.title = analyse(article.title)
         self.body = analyse(article.body)
         self.counts = counts
-        self.scores: dict[int, float] = {}
-        # Snippet windows by (field, first highlighted span): rules that start at the same
-        # word share the text and differ only in highlights.
-        self.windows: dict[tuple[str, tuple[int, int]], tuple[str, int, int, int]] = {}
+        # Snippet windows by (field, first highlighted occurrence): rules that start at the
+        # same word share the text and differ only in highlights.
+        self._windows: dict[tuple[str, tuple[int, int]], tuple[str, int, int, int]] = {}
+        # Character offsets of token occurrences, by field.
+        self._char_spans: dict[str, dict[tuple[int, int], tuple[int, int]]] = {}
         self._locate = locate
         self._located: dict[str, _Located] = {}
+        # Raw automaton hits by field, kept by the matcher's scan for :meth:`located`.
+        self.hits: dict[str, _Hits] = {}
         self._meta: dict[str, frozenset[str]] = {}
         # Keyed by (field, id(leaf)): hashing the frozen dataclasses costs more than the
         # look-up saves, and the leaves outlive the document (they belong to the rules).
@@ -212,8 +228,27 @@ class _Doc:
         found = self._located.get(field)
         if found is None:
             assert self._locate is not None, "only matcher documents locate patterns"
-            found = self._locate(self.text(field))
+            found = self._locate(self.text(field), self.hits.get(field))
             self._located[field] = found
+        return found
+
+    def window(
+        self, field: TextField, first: tuple[int, int], size: int
+    ) -> tuple[str, int, int, int]:
+        """Return the snippet cut around the occurrence ``first`` (see :func:`_window`)."""
+        key = (field, first)
+        cut = self._windows.get(key)
+        if cut is None:
+            text = self.text(field)
+            cut = _window(text.text, text.span(first[0])[0], text.span(first[1])[1], size)
+            self._windows[key] = cut
+        return cut
+
+    def char_spans(self, field: TextField) -> dict[tuple[int, int], tuple[int, int]]:
+        """Return the cache of token occurrence -> ``(start, end)`` offsets in ``field``."""
+        found = self._char_spans.get(field)
+        if found is None:
+            found = self._char_spans[field] = {}
         return found
 
     def occurrences(self, field: TextField, leaf: Leaf) -> list[tuple[int, int]]:
@@ -366,11 +401,15 @@ class _Rule:
     spec: RuleSpec
     query: Query
     predicate: _Predicate
-    # (pattern id, field mask, text as written, memo key) for every positive leaf: scoring
-    # and "why".
-    scored: tuple[tuple[int, int, str, int], ...]
-    # (pattern id, field scope) of every positive leaf, for snippet highlights.
-    highlight: tuple[tuple[int, TextField | None], ...]
+    # For every positive leaf (a sloppy phrase's words), in order: the key of its pattern
+    # and scope in a document's score table, the zero it scores when absent, and its text
+    # as written (the "why" of a match).
+    score_keys: tuple[int, ...]
+    zeros: tuple[float, ...]
+    score_texts: tuple[str, ...]
+    distinct_texts: bool
+    # Patterns of the positive leaves that may be highlighted in the title, and in the body.
+    highlight: tuple[tuple[int, ...], tuple[int, ...]]
 
 
 class _Patterns:
@@ -461,6 +500,12 @@ def _cost_rank(node: Node) -> int:
     return 3
 
 
+def _arg(args: list[object], value: object) -> str:
+    """Append ``value`` to a generated predicate's arguments and return its name."""
+    args.append(value)
+    return f"a{len(args) - 1}"
+
+
 def _mask(field: TextField | None) -> int:
     if field == "title":
         return _TITLE_MASK
@@ -474,7 +519,11 @@ class _Compiler:
 
     def __init__(self, patterns: _Patterns, weight: Callable[[tuple[int, str]], float]) -> None:
         self.patterns = patterns
-        self.weight = weight
+        self._weigh = weight
+        # Pattern id -> weight: anchor choice asks for the same patterns over and over.
+        self._weights: dict[int, float] = {}
+        # Expression shape -> compiled factory of predicates of that shape.
+        self._factories: dict[str, Callable[..., object]] = {}
 
     def _plain(self, node: Node) -> int | None:
         """Return the pattern of a leaf that is a plain presence test in any field, else None."""
@@ -483,6 +532,64 @@ class _Compiler:
         return None
 
     def predicate(self, node: Node) -> _Predicate:
+        """Return the rule's predicate: one generated function when the tree allows it.
+
+        The tree becomes one Python expression over the counts, such as
+        ``(a0 in c or a1 in c) and (a2 in d.meta(a3))``, so a candidate costs one call
+        instead of a call per node. Only the expression's shape is compiled (pattern ids,
+        metadata values and proximity closures are arguments of a factory), so the few
+        shapes a rule set has are compiled once and no rule text ever reaches the compiler.
+        Very large or deep trees fall back to composed closures.
+        """
+        args: list[object] = []
+        expr = self._expr(node, args, 0)
+        if expr is None or len(args) > _MAX_ARGS:
+            return self._closure(node)
+        factory = self._factories.get(expr)
+        if factory is None:
+            params = ", ".join(f"a{i}" for i in range(len(args)))
+            source = f"lambda {params}: lambda c, d: {expr}"
+            namespace = {"__builtins__": {}, "_meta_matches": _meta_matches}
+            factory = eval(compile(source, "<rule predicate>", "eval"), namespace)
+            self._factories[expr] = factory
+        return cast(_Predicate, factory(*args))
+
+    def _expr(self, node: Node, args: list[object], depth: int) -> str | None:
+        """Return ``node`` as an expression over ``c`` (counts) and ``d`` (the document).
+
+        Constants are appended to ``args`` and named ``a<index>``; None means too deep.
+        """
+        if depth > _MAX_DEPTH:
+            return None
+        if isinstance(node, And | Or):
+            children = node.children
+            if isinstance(node, And):
+                children = tuple(sorted(children, key=_cost_rank))
+            parts: list[str] = []
+            for child in children:
+                part = self._expr(child, args, depth + 1)
+                if part is None:
+                    return None
+                parts.append(part)
+            return "(" + (" and " if isinstance(node, And) else " or ").join(parts) + ")"
+        if isinstance(node, Not):
+            inner = self._expr(node.child, args, depth + 1)
+            return None if inner is None else f"(not {inner})"
+        if isinstance(node, Meta):
+            field = _arg(args, node.field)
+            if node.prefix or node.field == "domain":
+                return f"_meta_matches({_arg(args, node)}, d.meta({field}))"
+            return f"({_arg(args, node.value)} in d.meta({field}))"
+        if isinstance(node, Near):
+            return f"{_arg(args, self._near(node))}(c, d)"
+        if isinstance(node, Phrase) and node.slop:
+            return f"{_arg(args, self._sloppy(node))}(c, d)"
+        pattern = _arg(args, self.patterns.leaf(node))
+        if node.field is None:
+            return f"({pattern} in c)"
+        return f"(c.get({pattern}, 0) & {_mask(node.field)})"
+
+    def _closure(self, node: Node) -> _Predicate:
         if isinstance(node, And | Or):
             plain = [self._plain(child) for child in node.children]
             if all(pattern is not None for pattern in plain):
@@ -490,9 +597,9 @@ class _Compiler:
             children = node.children
             if isinstance(node, And):
                 children = tuple(sorted(children, key=_cost_rank))
-            return _join(node, [self.predicate(child) for child in children])
+            return _join(node, [self._closure(child) for child in children])
         if isinstance(node, Not):
-            inner = self.predicate(node.child)
+            inner = self._closure(node.child)
             return lambda c, d: not inner(c, d)
         if isinstance(node, Meta):
             meta = node
@@ -572,40 +679,62 @@ class _Compiler:
             return min(sides, key=self._cost)
         if isinstance(node, Phrase) and node.slop:
             words = self.patterns.words(node)
-            return frozenset({min(words, key=lambda i: self.weight(self.patterns.keys[i]))})
+            return frozenset({min(words, key=self.weight)})
         return frozenset({self.patterns.leaf(node)})
 
     def _cost(self, anchors: frozenset[int]) -> tuple[float, int]:
-        keys = self.patterns.keys
-        return (sum(self.weight(keys[i]) for i in anchors), len(anchors))
+        return (sum(map(self.weight, anchors)), len(anchors))
 
-    def highlight(self, node: Node) -> tuple[tuple[int, TextField | None], ...]:
-        """Return ``(pattern, field scope)`` of the positive leaves (a sloppy phrase's words)."""
-        found: dict[tuple[int, TextField | None], None] = {}
-        for leaf in iter_leaves(node, positive_only=True):
-            if isinstance(leaf, Meta):
-                continue
-            if isinstance(leaf, Phrase) and leaf.slop:
-                for pattern in self.patterns.words(leaf):
-                    found.setdefault((pattern, leaf.field), None)
-            else:
-                found.setdefault((self.patterns.leaf(leaf), leaf.field), None)
-        return tuple(found)
+    def weight(self, pattern: int) -> float:
+        """Return the estimated frequency of ``pattern`` (see :func:`_default_weight`)."""
+        found = self._weights.get(pattern)
+        if found is None:
+            found = self._weights[pattern] = self._weigh(self.patterns.keys[pattern])
+        return found
 
-    def scored(self, node: Node) -> tuple[tuple[int, int, str, int], ...]:
-        out: dict[tuple[int, int], str] = {}
+    def terms(
+        self, node: Node
+    ) -> tuple[
+        tuple[int, ...],
+        tuple[float, ...],
+        tuple[str, ...],
+        bool,
+        tuple[tuple[int, ...], tuple[int, ...]],
+    ]:
+        """Return what scoring and snippets need of the positive leaves, in one walk.
+
+        Returns:
+            The score keys (pattern and scope packed, as in :meth:`Matcher._scores`), a zero
+            per key, the leaves' texts as written, whether those texts are distinct, and the
+            highlight patterns usable in the title and in the body.
+        """
+        scored: dict[tuple[int, int], str] = {}
+        title: dict[int, None] = {}
+        body: dict[int, None] = {}
         for leaf in iter_leaves(node, positive_only=True):
             if isinstance(leaf, Meta):
                 continue
             mask = _mask(leaf.field)
             if isinstance(leaf, Phrase) and leaf.slop:
-                for i in self.patterns.words(leaf):
-                    out.setdefault((i, mask), leaf.text)
+                patterns = self.patterns.words(leaf)
             else:
-                out.setdefault((self.patterns.leaf(leaf), mask), leaf.text)
-        # The memo key packs pattern and scope: a pattern scores the same for every rule.
-        scope = {_TITLE_MASK: 0, _BODY_MASK: 1, -1: 2}
-        return tuple((i, mask, text, i * 3 + scope[mask]) for (i, mask), text in out.items())
+                patterns = [self.patterns.leaf(leaf)]
+            for pattern in patterns:
+                scored.setdefault((pattern, mask), leaf.text)
+                if leaf.field != "body":
+                    title.setdefault(pattern, None)
+                if leaf.field != "title":
+                    body.setdefault(pattern, None)
+        # The key packs pattern and scope: a pattern scores the same for every rule.
+        keys = tuple(i * 3 + _SCOPES[mask] for i, mask in scored)
+        texts = tuple(scored.values())
+        return (
+            keys,
+            (0.0,) * len(keys),
+            texts,
+            len(set(texts)) == len(texts),
+            (tuple(title), tuple(body)),
+        )
 
 
 def _default_weight(frequencies: Mapping[str, float]) -> Callable[[tuple[int, str]], float]:
@@ -724,8 +853,7 @@ class Matcher:
                     spec,
                     query,
                     predicate,
-                    compiler.scored(query.root),
-                    compiler.highlight(query.root),
+                    *compiler.terms(query.root),
                 )
             )
             anchors.append(compiler.anchors(query.root))
@@ -779,19 +907,28 @@ class Matcher:
         """Number of rules without anchors, verified for every article."""
         return len(self._always)
 
-    def _locate(self, text: AnalysedText) -> _Located:
-        """Return pattern id -> ``(first, last)`` token positions of its hits in ``text``."""
-        found: _Located = {}
+    def _hits(self, text: AnalysedText) -> _Hits:
+        """Return the automaton's raw hits on the lines of ``text`` the patterns use."""
         automaton = self._automaton
         if automaton is None:
-            return found
-        sizes = self._sizes
+            return []
         lines = [(text.stem_line, _STEMS)]
         if self._uses_forms:
             lines.append((text.form_line, _FORMS))
-        for line, space in lines:
+        return [(line, space, list(automaton.iter(line))) for line, space in lines]
+
+    def _locate(self, text: AnalysedText, hits: _Hits | None = None) -> _Located:
+        """Return pattern id -> ``(first, last)`` token positions of its hits in ``text``.
+
+        Args:
+            text: the analysed field.
+            hits: the field's hits kept by :meth:`_scan`; found again when not given.
+        """
+        found: _Located = {}
+        sizes = self._sizes
+        for line, space, line_hits in self._hits(text) if hits is None else hits:
             spaces = previous = 0
-            for end, patterns in automaton.iter(line):
+            for end, patterns in line_hits:
                 wanted = patterns[space]
                 if not wanted:
                     continue
@@ -804,18 +941,21 @@ class Matcher:
         return found
 
     def _scan(self, doc: _Doc) -> None:
-        automaton = self._automaton
-        if automaton is None:
-            return
+        """Fill ``doc.counts`` with one automaton pass per line, and keep the raw hits.
+
+        Positions are only worked out from the kept hits when a snippet or a proximity
+        clause asks for them (:meth:`_Doc.located`): no second pass over the text, and no
+        position arithmetic for articles that need none.
+        """
         counts = doc.counts
-        title, body = doc.title, doc.body
-        sections = [(title.stem_line, 1, _STEMS), (body.stem_line, _BODY_ONE, _STEMS)]
-        if self._uses_forms:
-            sections += [(title.form_line, 1, _FORMS), (body.form_line, _BODY_ONE, _FORMS)]
-        for line, one, space in sections:
-            for _end, found in automaton.iter(line):
-                for pattern in found[space]:
-                    counts[pattern] = counts.get(pattern, 0) + one
+        get = counts.get
+        for field, one in (("title", 1), ("body", _BODY_ONE)):
+            hits = self._hits(doc.title if field == "title" else doc.body)
+            doc.hits[field] = hits
+            for _line, space, line_hits in hits:
+                for _end, patterns in line_hits:
+                    for pattern in patterns[space]:
+                        counts[pattern] = get(pattern, 0) + one
 
     def candidates(self, article: Article) -> list[str]:
         """Return the ids of the rules the presearch selects for ``article`` (for benchmarks)."""
@@ -844,43 +984,42 @@ class Matcher:
         doc = _Doc(article, {}, self._locate)
         self._scan(doc)
         counts = doc.counts
-        scores = doc.scores
         options = self._options
+        scores = self._scores(counts)
+        look_up = scores.get
+        snippets = options.snippets
+        size = options.snippet_chars
+        article_id = article.id
+        rules = self._rules
         matches: list[Match] = []
         for position in self._candidate_positions(doc):
-            rule = self._rules[position]
+            rule = rules[position]
             if not rule.predicate(counts, doc):
                 continue
-            total = 0.0
-            terms: list[str] = []
-            for pattern, mask, text, key in rule.scored:
-                value = scores.get(key)
-                if value is None:
-                    count = counts.get(pattern, 0) & mask
-                    value = _term_score(count & _TITLE_MASK, count >> _SHIFT, options)
-                    scores[key] = value
-                if value:
-                    total += value
-                    terms.append(text)
-            score = round(total, 4)
+            # Values in term order; a term absent from the article scores 0.0, and adding
+            # 0.0 leaves a float sum unchanged, so this equals summing the present terms.
+            values = list(map(look_up, rule.score_keys, rule.zeros))
+            score = round(reduce(add, values, 0.0), 4)
             if score < rule.spec.min_score:
                 continue
-            snippet, highlights = (
-                _snippet(doc, rule.highlight, options.snippet_chars)
-                if options.snippets
-                else ("", ())
-            )
-            matches.append(
-                Match(
-                    rule_id=rule.spec.id,
-                    article_id=article.id,
-                    score=score,
-                    terms=tuple(dict.fromkeys(terms)),
-                    snippet=snippet,
-                    highlights=highlights,
-                )
-            )
+            found = compress(rule.score_texts, values)
+            terms = tuple(found) if rule.distinct_texts else tuple(dict.fromkeys(found))
+            snippet, highlights = _snippet(doc, rule.highlight, size) if snippets else ("", ())
+            matches.append(Match(rule.spec.id, article_id, score, terms, snippet, highlights))
         return matches
+
+    def _scores(self, counts: dict[int, int]) -> dict[int, float]:
+        """Return the score of every found pattern in each scope, keyed as ``_Rule.score_keys``."""
+        options = self._options
+        scores: dict[int, float] = {}
+        for pattern, count in counts.items():
+            key = pattern * 3
+            title = count & _TITLE_MASK
+            body = count >> _SHIFT
+            scores[key] = _term_score(title, 0, options)
+            scores[key + 1] = _term_score(0, body, options)
+            scores[key + 2] = _term_score(title, body, options)
+        return scores
 
     def match_many(self, articles: Iterable[Article]) -> list[Match]:
         """Return the matches of every article, in article order then rule id order."""
@@ -904,36 +1043,44 @@ def _window(source: str, start: int, first_end: int, size: int) -> tuple[str, in
 
 
 def _snippet(
-    doc: _Doc, patterns: tuple[tuple[int, TextField | None], ...], size: int
+    doc: _Doc, patterns: tuple[tuple[int, ...], tuple[int, ...]], size: int
 ) -> tuple[str, tuple[tuple[int, int], ...]]:
-    """Return a window of the body (or the title) around the first matched term, highlighted."""
-    fields: tuple[TextField, ...] = ("body", "title")
-    for field in fields:
+    """Return a window of the body (or the title) around the first matched term, highlighted.
+
+    ``patterns`` are the rule's highlight patterns that may occur in the title and in the
+    body. Each pattern's positions are ascending, so the first occurrence is the least of
+    the lists' heads and the walk through a list stops at the window's last possible token.
+    Windows and character offsets are shared by every rule matching the document.
+    """
+    sides: tuple[tuple[TextField, tuple[int, ...]], ...] = (
+        ("body", patterns[1]),
+        ("title", patterns[0]),
+    )
+    for field, wanted in sides:
         if field == "body" and not doc.article.body:
             continue
-        text = doc.text(field)
         located = doc.located(field)
-        occurrences = sorted(
-            {
-                occurrence
-                for pattern, scope in patterns
-                if scope in (None, field)
-                for occurrence in located.get(pattern, ())
-            }
-        )
-        if not occurrences:
+        lists = [found for found in map(located.get, wanted) if found]
+        if not lists:
             continue
+        first = min(map(itemgetter(0), lists))
         # Every token takes at least two characters with its separator, so only occurrences
         # this close to the first one can fall inside the window: look up just their offsets.
-        first = occurrences[0][0]
-        nearby = [o for o in occurrences if o[0] <= first + size // 2 + 1]
-        found = [(text.span(a)[0], text.span(b)[1]) for a, b in nearby]
-        key = (field, found[0])
-        cut = doc.windows.get(key)
-        if cut is None:
-            cut = _window(text.text, *found[0], size)
-            doc.windows[key] = cut
-        window, begin, end, shift = cut
-        return window, tuple((a + shift, b + shift) for a, b in found if a >= begin and b <= end)
+        after = (first[0] + size // 2 + 2, -1)
+        nearby: set[tuple[int, int]] = set()
+        for found in lists:
+            nearby.update(found[: bisect_left(found, after)])
+        window, begin, end, shift = doc.window(field, first, size)
+        spans = doc.char_spans(field)
+        highlights: list[tuple[int, int]] = []
+        for occurrence in sorted(nearby):
+            span = spans.get(occurrence)
+            if span is None:
+                text = doc.text(field)
+                span = (text.span(occurrence[0])[0], text.span(occurrence[1])[1])
+                spans[occurrence] = span
+            if span[0] >= begin and span[1] <= end:
+                highlights.append((span[0] + shift, span[1] + shift))
+        return window, tuple(highlights)
     title = doc.article.title
     return title[:size], ()

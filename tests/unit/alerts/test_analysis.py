@@ -83,3 +83,18 @@ def test_span_lookup_agrees_with_the_full_walk(words: list[str]) -> None:
     assert [looked_up.span(i) for i in range(len(walked))] == list(walked)
     for start, end in walked:
         assert analyse(text[start:end]).forms
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        " ".join(f"word{n % 7}, w{n}" for n in range(40)),
+        # "©" analyses to nothing and "½" to two tokens: words and tokens are not one to one
+        # although their numbers agree.
+        "Deal © signed ½ " + " ".join(f"item{n}" for n in range(30)),
+    ],
+)
+def test_span_look_ups_agree_with_token_offsets(text: str) -> None:
+    expected = [(token.start, token.end) for token in tokenize(text)]
+    analysed = analyse(text)
+    assert [analysed.span(i) for i in range(len(expected))] == expected

@@ -186,3 +186,23 @@ def test_empty_matcher_matches_nothing() -> None:
 def test_match_many_keeps_article_order() -> None:
     matcher = Matcher.build([RuleSpec("r", "Pakistan OR пакистан")])
     assert [m.article_id for m in matcher.match_many([RUSSIAN, DEAL])] == ["a3", "a1"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        # More constants than a generated predicate takes: composed closures are used.
+        " OR ".join(f"word{n}" for n in range(300)) + " OR pipeline",
+        # Nested deeper than a generated predicate goes (alternating, so nothing flattens).
+        "".join(f"(w{n} {'OR' if n % 2 else 'AND'} " for n in range(45))
+        + "crude"
+        + ")" * 45
+        + " OR (oil -cricket)",
+    ],
+)
+def test_very_large_rules_match_like_the_reference(query: str) -> None:
+    rules = [RuleSpec("big", query)]
+    matcher = Matcher.build(rules)
+    for article in (DEAL, CRICKET, RUSSIAN):
+        assert [m.rule_id for m in matcher.match(article)] == brute_force_match(rules, article)
+    assert [m.rule_id for m in matcher.match(DEAL)] == ["big"]
