@@ -50,6 +50,9 @@ from service.storage.deliveries import active_secrets
 log = logging.getLogger(__name__)
 
 _PLAN_CHUNK = 50
+# Deliveries prepared (attempt rows committed) per transaction, in lanes' worth. Bigger means
+# fewer round trips; a crash flags every prepared but unsent one as a possible duplicate.
+_PREPARE_LANES = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,14 +308,21 @@ async def send_due(resources: Resources) -> _SendTotals:
     )
     # ``concurrency`` lanes send side by side, each e-mail lane over its own SMTP connection
     # (opened on first use, reused for the whole batch); the attempt rows of a chunk commit
-    # together before any of its network calls.
+    # together before any of its network calls, and a free lane takes the chunk's next item.
     lanes = max(1, settings.concurrency)
-    outcomes: list[str] = []
+    size = lanes * _PREPARE_LANES
+    recorder = _Recorder(resources)
     async with AsyncExitStack() as stack:
         connections = [await stack.enter_async_context(mailer.connection()) for _ in range(lanes)]
-        for start in range(0, len(ids), lanes):
-            chunk = ids[start : start + lanes]
-            outcomes += await _send_chunk(resources, chunk, connections, sender)
+        recording = asyncio.create_task(recorder.run())
+        try:
+            for start in range(0, len(ids), size):
+                chunk = ids[start : start + size]
+                await _send_chunk(resources, chunk, connections, sender, recorder)
+        finally:
+            recorder.close()
+            await recording
+    outcomes = recorder.outcomes
     return _SendTotals(
         delivered=outcomes.count("delivered"),
         retrying=outcomes.count("retry"),
@@ -347,11 +357,11 @@ async def _send_chunk(
     ids: Sequence[int],
     connections: Sequence[MailerConnection],
     sender: WebhookSender,
-) -> list[str]:
+    recorder: _Recorder,
+) -> None:
     now = resources.clock()
-    outcomes: list[str] = []
     prepared: list[_Prepared] = []
-    async with resources.sessionmaker() as session:
+    async with recorder.writing, resources.sessionmaker() as session:
         # Load the chunk's rows in four queries; the gets in _prepare hit the identity map.
         deliveries = (
             (await session.execute(select(Delivery).where(Delivery.id.in_(ids)))).scalars().all()
@@ -373,32 +383,85 @@ async def _send_chunk(
         for delivery_id in ids:
             item = await _prepare(session, resources, delivery_id, now=now)
             if isinstance(item, str):
-                outcomes.append(item)
+                recorder.outcomes.append(item)
             else:
                 prepared.append(item)
         # Committed before the network calls: a crash leaves evidence of the phase reached.
         await session.commit()
-    if not prepared:
-        return outcomes
 
-    async def deliver(lane: int, item: _Prepared) -> str:
-        result = await _transmit(resources, item, connections[lane], sender)
-        # Each outcome commits as soon as it is known, so a crash only leaves the attempts
-        # still in flight unfinished (and flagged as possible duplicates on their retry).
-        async with resources.sessionmaker() as session:
-            final = await _record(session, resources, item, result, now=now, at=resources.clock())
-            await session.commit()
-        metrics.DELIVERIES.labels(item.delivery.channel, final).inc()
-        log.info(
-            "delivery attempted delivery_id=%s status=%s code=%s",
-            item.delivery.id,
-            final,
-            result.code,
+    queue = iter(prepared)
+
+    async def lane(connection: MailerConnection) -> None:
+        for item in queue:
+            result = await _transmit(resources, item, connection, sender)
+            recorder.add(item, result, now=now, at=resources.clock())
+
+    await asyncio.gather(*(lane(connection) for connection in connections))
+
+
+class _Recorder:
+    """Records outcomes as they arrive, all those waiting in one transaction (group commit).
+
+    Each outcome still commits as soon as the previous write is done, so a crash only leaves
+    the attempts still in flight unfinished (and flagged as possible duplicates on their
+    retry); concurrent lanes no longer queue for SQLite's single writer one by one.
+    ``writing`` serialises this job's write transactions: SQLite's busy handler would
+    otherwise sleep while another of our own sessions holds the write lock.
+    """
+
+    def __init__(self, resources: Resources) -> None:
+        self._resources = resources
+        self._queue: asyncio.Queue[tuple[_Prepared, _Sent, datetime, datetime] | None] = (
+            asyncio.Queue()
         )
-        return {"delivered": "delivered", "retry_wait": "retry"}.get(final, "failed")
+        self.outcomes: list[str] = []
+        self.writing = asyncio.Lock()
 
-    outcomes += await asyncio.gather(*(deliver(lane, item) for lane, item in enumerate(prepared)))
-    return outcomes
+    def add(self, item: _Prepared, sent: _Sent, *, now: datetime, at: datetime) -> None:
+        self._queue.put_nowait((item, sent, now, at))
+
+    def close(self) -> None:
+        self._queue.put_nowait(None)
+
+    async def run(self) -> None:
+        done = False
+        while not done:
+            batch = [await self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            items = [entry for entry in batch if entry is not None]
+            done = len(items) < len(batch)
+            if items:
+                await self._write(items)
+
+    async def _write(self, items: Sequence[tuple[_Prepared, _Sent, datetime, datetime]]) -> None:
+        resources = self._resources
+        async with self.writing, resources.sessionmaker() as session:
+            # Two queries fill the identity map for the gets in _record.
+            await session.execute(
+                select(Delivery).where(Delivery.id.in_([item.delivery.id for item, *_ in items]))
+            )
+            await session.execute(
+                select(DeliveryAttempt).where(
+                    DeliveryAttempt.id.in_([item.attempt_id for item, *_ in items])
+                )
+            )
+            finals = [
+                await _record(session, resources, item, sent, now=now, at=at)
+                for item, sent, now, at in items
+            ]
+            await session.commit()
+        for (item, sent, _, _), final in zip(items, finals, strict=True):
+            metrics.DELIVERIES.labels(item.delivery.channel, final).inc()
+            log.info(
+                "delivery attempted delivery_id=%s status=%s code=%s",
+                item.delivery.id,
+                final,
+                sent.code,
+            )
+            self.outcomes.append(
+                {"delivered": "delivered", "retry_wait": "retry"}.get(final, "failed")
+            )
 
 
 async def _prepare(
