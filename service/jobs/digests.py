@@ -16,10 +16,10 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import alerts
@@ -130,141 +130,202 @@ async def _plan_round(resources: Resources) -> tuple[int, int]:
     for start in range(0, len(ids), _PLAN_CHUNK):
         chunk = ids[start : start + _PLAN_CHUNK]
         async with resources.sessionmaker() as session:
-            # One query loads the chunk; the per-subscription gets then hit the identity map.
-            await session.execute(select(Subscription).where(Subscription.id.in_(chunk)))
-            for subscription_id in chunk:
-                created += await _plan_one(session, subscription_id, now=now, owner=resources.owner)
+            created += await _plan_chunk(session, chunk, now=now, owner=resources.owner)
             await session.commit()
     return len(ids), created
 
 
-async def _plan_one(
-    session: AsyncSession, subscription_id: int, *, now: datetime, owner: str
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    subscription_id: int
+    channel: str
+    event: str
+    period_key: str
+    window: tuple[datetime | None, datetime]
+    # Set for match.created webhooks, which carry one match (and webhook-id) each.
+    notification_id: int | None = None
+
+
+async def _plan_chunk(
+    session: AsyncSession, chunk: Sequence[int], *, now: datetime, owner: str
 ) -> int:
-    sub = await session.get(Subscription, subscription_id)
-    if sub is None or sub.lease_owner != owner or sub.next_due_at is None:
-        return 0
-    channel = "email" if sub.subscriber_id is not None else "webhook"
-    pending = select(func.count(), func.min(Notification.id)).where(
-        Notification.subscription_id == sub.id, Notification.delivery_id.is_(None)
+    """Plan a chunk of leased subscriptions with a handful of statements in all."""
+    loaded = (
+        (await session.execute(select(Subscription).where(Subscription.id.in_(chunk))))
+        .scalars()
+        .all()
     )
-    pending_count, first = (await session.execute(pending)).one()
-    created = 0
-    if sub.cadence == "immediate":
-        if pending_count:
-            if channel == "webhook":
-                # match.created carries one match: one delivery (and webhook-id) per match.
-                pending_ids = (
-                    await session.execute(
-                        select(Notification.id)
-                        .where(
-                            Notification.subscription_id == sub.id,
-                            Notification.delivery_id.is_(None),
-                        )
-                        .order_by(Notification.id)
-                    )
-                ).scalars()
-                for notification_id in list(pending_ids):
-                    created += await _create_delivery(
-                        session,
-                        sub,
-                        channel=channel,
-                        event="match.created",
-                        period_key=f"match-{notification_id}",
-                        window=(None, now),
-                        now=now,
-                        notification_ids=[notification_id],
-                    )
-            else:
-                created = await _create_delivery(
-                    session,
-                    sub,
-                    channel=channel,
-                    event="digest.published",
-                    period_key=f"alert-{first}",
-                    window=(None, now),
-                    now=now,
-                )
-        sub.next_due_at = None
-    else:
-        cadence: Cadence = sub.cadence  # type: ignore[assignment]
-        period = due_period(
-            cadence=cadence,
-            send_time=_send_time(sub.send_time),
-            weekday=sub.weekday,
-            tz=sub.timezone,
-            next_due_at=sub.next_due_at,
-            covered_until=None,
-            now=now,
+    by_id = {sub.id: sub for sub in loaded}
+    subs = [
+        sub
+        for sub in (by_id.get(subscription_id) for subscription_id in chunk)
+        if sub is not None and sub.lease_owner == owner and sub.next_due_at is not None
+    ]
+    if not subs:
+        return 0
+    pending: dict[int, list[int]] = {}
+    pending_rows = await session.execute(
+        select(Notification.subscription_id, Notification.id)
+        .where(
+            Notification.subscription_id.in_([sub.id for sub in subs]),
+            Notification.delivery_id.is_(None),
         )
-        if period is not None:
-            if pending_count or sub.heartbeat:
-                created = await _create_delivery(
-                    session,
-                    sub,
-                    channel=channel,
-                    event="digest.published",
-                    period_key=period.period_key,
-                    window=(period.window_start, period.window_end),
-                    now=now,
-                )
-            sub.last_period_key = period.period_key
-            sub.next_due_at = period.next_due
-    sub.lease_owner = None
-    sub.lease_until = None
+        .order_by(Notification.id)
+    )
+    for subscription_id, notification_id in pending_rows.all():
+        pending.setdefault(subscription_id, []).append(notification_id)
+    plans: list[_Planned] = []
+    for sub in subs:
+        plans += _plan_subscription(sub, pending.get(sub.id, []), now=now)
+        sub.lease_owner = None
+        sub.lease_until = None
+    created = await _create_deliveries(session, plans, now=now)
     await session.flush()
     return created
 
 
-async def _create_delivery(
-    session: AsyncSession,
-    sub: Subscription,
-    *,
-    channel: str,
-    event: str,
-    period_key: str,
-    window: tuple[datetime | None, datetime],
-    now: datetime,
-    notification_ids: Sequence[int] | None = None,
+def _plan_subscription(
+    sub: Subscription, pending: Sequence[int], *, now: datetime
+) -> list[_Planned]:
+    """Decide one subscription's deliveries and move its due time (no I/O)."""
+    channel = "email" if sub.subscriber_id is not None else "webhook"
+    plans: list[_Planned] = []
+    if sub.cadence == "immediate":
+        if pending and channel == "webhook":
+            plans = [
+                _Planned(
+                    sub.id,
+                    channel,
+                    "match.created",
+                    f"match-{notification_id}",
+                    (None, now),
+                    notification_id,
+                )
+                for notification_id in pending
+            ]
+        elif pending:
+            plans = [
+                _Planned(sub.id, channel, "digest.published", f"alert-{pending[0]}", (None, now))
+            ]
+        sub.next_due_at = None
+        return plans
+    assert sub.next_due_at is not None
+    cadence: Cadence = sub.cadence  # type: ignore[assignment]
+    period = due_period(
+        cadence=cadence,
+        send_time=_send_time(sub.send_time),
+        weekday=sub.weekday,
+        tz=sub.timezone,
+        next_due_at=sub.next_due_at,
+        covered_until=None,
+        now=now,
+    )
+    if period is not None:
+        if pending or sub.heartbeat:
+            plans = [
+                _Planned(
+                    sub.id,
+                    channel,
+                    "digest.published",
+                    period.period_key,
+                    (period.window_start, period.window_end),
+                )
+            ]
+        sub.last_period_key = period.period_key
+        sub.next_due_at = period.next_due
+    return plans
+
+
+async def _create_deliveries(
+    session: AsyncSession, plans: Sequence[_Planned], *, now: datetime
 ) -> int:
-    exists = (
-        await session.execute(
-            select(Delivery.id).where(
-                Delivery.subscription_id == sub.id, Delivery.period_key == period_key
-            )
-        )
-    ).scalar_one_or_none()
-    if exists is not None:
-        # A replayed or repeated period (DST, a second process): the unique key absorbs it.
+    if not plans:
         return 0
-    delivery = Delivery(
-        subscription_id=sub.id,
-        channel=channel,
-        event_type=event,
-        period_key=period_key,
-        window_start=window[0],
-        window_end=window[1],
-        status="pending",
-        attempts=0,
-        next_attempt_at=now,
-        message_id=f"pending-{sub.id}-{period_key}",
-        created_at=now,
+    existing = set(
+        (
+            await session.execute(
+                select(Delivery.subscription_id, Delivery.period_key).where(
+                    Delivery.subscription_id.in_({plan.subscription_id for plan in plans}),
+                    Delivery.period_key.in_({plan.period_key for plan in plans}),
+                )
+            )
+        ).all()
     )
-    session.add(delivery)
-    await session.flush()
-    delivery.message_id = f"msg_{delivery.id}"
-    attach = [Notification.subscription_id == sub.id, Notification.delivery_id.is_(None)]
-    if notification_ids is not None:
-        attach.append(Notification.id.in_(notification_ids))
-    result = await session.execute(
-        update(Notification)
-        .where(*attach)
-        .values(delivery_id=delivery.id)
-        .execution_options(synchronize_session=False)
+    # A replayed or repeated period (DST, a second process): the unique key absorbs it.
+    fresh = [plan for plan in plans if (plan.subscription_id, plan.period_key) not in existing]
+    if not fresh:
+        return 0
+    inserted = await session.execute(
+        insert(Delivery).returning(Delivery.id, sort_by_parameter_order=True),
+        [
+            {
+                "subscription_id": plan.subscription_id,
+                "channel": plan.channel,
+                "event_type": plan.event,
+                "period_key": plan.period_key,
+                "window_start": plan.window[0],
+                "window_end": plan.window[1],
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "message_id": f"pending-{plan.subscription_id}-{plan.period_key}",
+                "item_count": 0,
+                "possible_duplicate": False,
+                "created_at": now,
+            }
+            for plan in fresh
+        ],
     )
-    delivery.item_count = int(result.rowcount)  # type: ignore[attr-defined]
-    await session.flush()
-    return 1
+    delivery_ids = list(inserted.scalars())
+    notifications = cast(Table, Notification.__table__)
+    whole = [
+        {"sub": plan.subscription_id, "delivery": delivery_id}
+        for plan, delivery_id in zip(fresh, delivery_ids, strict=True)
+        if plan.notification_id is None
+    ]
+    if whole:
+        await session.execute(
+            update(notifications)
+            .where(
+                notifications.c.subscription_id == bindparam("sub"),
+                notifications.c.delivery_id.is_(None),
+            )
+            .values(delivery_id=bindparam("delivery")),
+            whole,
+        )
+    single = [
+        {"one": plan.notification_id, "delivery": delivery_id}
+        for plan, delivery_id in zip(fresh, delivery_ids, strict=True)
+        if plan.notification_id is not None
+    ]
+    if single:
+        await session.execute(
+            update(notifications)
+            .where(notifications.c.id == bindparam("one"), notifications.c.delivery_id.is_(None))
+            .values(delivery_id=bindparam("delivery")),
+            single,
+        )
+    counts = dict(
+        (
+            await session.execute(
+                select(Notification.delivery_id, func.count())
+                .where(Notification.delivery_id.in_(delivery_ids))
+                .group_by(Notification.delivery_id)
+            )
+        ).all()
+    )
+    await session.execute(
+        update(Delivery),
+        [
+            {
+                "id": delivery_id,
+                "message_id": f"msg_{delivery_id}",
+                "item_count": counts.get(delivery_id, 0),
+            }
+            for delivery_id in delivery_ids
+        ],
+    )
+    return len(delivery_ids)
 
 
 @dataclass(frozen=True, slots=True)
