@@ -423,30 +423,113 @@ async def _send_chunk(
     now = resources.clock()
     prepared: list[_Prepared] = []
     async with recorder.writing, resources.sessionmaker() as session:
-        # Load the chunk's rows in four queries; the gets in _prepare hit the identity map.
-        deliveries = (
-            (await session.execute(select(Delivery).where(Delivery.id.in_(ids)))).scalars().all()
-        )
-        sub_ids = {d.subscription_id for d in deliveries}
-        subs = (
-            (await session.execute(select(Subscription).where(Subscription.id.in_(sub_ids))))
+        # The chunk's rows, digests and unfinished attempts load in a few queries, and its
+        # attempt rows insert in one flush.
+        deliveries = {
+            d.id: d
+            for d in (await session.execute(select(Delivery).where(Delivery.id.in_(ids))))
             .scalars()
             .all()
-        )
-        subscriber_ids = {s.subscriber_id for s in subs if s.subscriber_id is not None}
-        endpoint_ids = {s.endpoint_id for s in subs if s.endpoint_id is not None}
-        if subscriber_ids:
-            await session.execute(select(Subscriber).where(Subscriber.id.in_(subscriber_ids)))
-        if endpoint_ids:
-            await session.execute(
-                select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids))
+        }
+        sub_ids = {d.subscription_id for d in deliveries.values()}
+        subs = {
+            s.id: s
+            for s in (
+                await session.execute(select(Subscription).where(Subscription.id.in_(sub_ids)))
             )
-        for delivery_id in ids:
-            item = await _prepare(session, resources, delivery_id, now=now)
-            if isinstance(item, str):
-                recorder.outcomes.append(item)
-            else:
-                prepared.append(item)
+            .scalars()
+            .all()
+        }
+        subscriber_ids = {s.subscriber_id for s in subs.values() if s.subscriber_id is not None}
+        endpoint_ids = {s.endpoint_id for s in subs.values() if s.endpoint_id is not None}
+        subscribers = {
+            row.id: row
+            for row in (
+                await session.execute(select(Subscriber).where(Subscriber.id.in_(subscriber_ids)))
+            ).scalars()
+        }
+        endpoints = {
+            row.id: row
+            for row in (
+                await session.execute(
+                    select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids))
+                )
+            ).scalars()
+        }
+        mine = [
+            deliveries[delivery_id]
+            for delivery_id in ids
+            if delivery_id in deliveries and deliveries[delivery_id].lease_owner == resources.owner
+        ]
+        recorder.outcomes += ["skipped"] * (len(ids) - len(mine))
+        digests = await load_digests(
+            session, mine, limit=resources.settings.delivery.digest_item_limit
+        )
+        retried = [d.id for d in mine if d.attempts]
+        unfinished: dict[int, list[DeliveryAttempt]] = {}
+        if retried:
+            for lost in (
+                await session.execute(
+                    select(DeliveryAttempt).where(
+                        DeliveryAttempt.delivery_id.in_(retried),
+                        DeliveryAttempt.outcome == "started",
+                    )
+                )
+            ).scalars():
+                unfinished.setdefault(lost.delivery_id, []).append(lost)
+        staged: list[tuple[Delivery, Subscription, DeliveryAttempt]] = []
+        for delivery in mine:
+            sub = subs.get(delivery.subscription_id)
+            subscriber = (
+                subscribers.get(sub.subscriber_id)
+                if sub is not None and sub.subscriber_id is not None
+                else None
+            )
+            endpoint = (
+                endpoints.get(sub.endpoint_id)
+                if sub is not None and sub.endpoint_id is not None
+                else None
+            )
+            gone = (
+                sub is None
+                or not sub.enabled
+                or (subscriber is not None and subscriber.status != "active")
+                or (endpoint is not None and not endpoint.enabled)
+            )
+            if gone:
+                delivery.status = "cancelled"
+                delivery.lease_owner = delivery.lease_until = None
+                recorder.outcomes.append("failed")
+                continue
+            assert sub is not None
+            for lost in unfinished.get(delivery.id, ()):
+                # A worker died between committing this attempt and recording its outcome:
+                # the message may have reached the receiver, who dedupes on the same id.
+                lost.outcome, lost.finished_at = "abandoned", now
+                lost.error = "the worker stopped before recording the outcome"
+                delivery.possible_duplicate = True
+            delivery.attempts += 1
+            attempt = DeliveryAttempt(
+                delivery_id=delivery.id,
+                number=delivery.attempts,
+                started_at=now,
+                outcome="started",
+            )
+            session.add(attempt)
+            staged.append((delivery, sub, attempt))
+        await session.flush()
+        for delivery, sub, attempt in staged:
+            prepared.append(
+                _Prepared(
+                    delivery,
+                    sub,
+                    subscribers.get(sub.subscriber_id) if sub.subscriber_id is not None else None,
+                    endpoints.get(sub.endpoint_id) if sub.endpoint_id is not None else None,
+                    digests[delivery.id],
+                    attempt.id,
+                    delivery.attempts,
+                )
+            )
         # Committed before the network calls: a crash leaves evidence of the phase reached.
         await session.commit()
 
@@ -523,64 +606,6 @@ class _Recorder:
             self.outcomes.append(
                 {"delivered": "delivered", "retry_wait": "retry"}.get(final, "failed")
             )
-
-
-async def _prepare(
-    session: AsyncSession, resources: Resources, delivery_id: int, *, now: datetime
-) -> _Prepared | str:
-    delivery = await session.get(Delivery, delivery_id)
-    if delivery is None or delivery.lease_owner != resources.owner:
-        return "skipped"
-    sub = await session.get(Subscription, delivery.subscription_id)
-    subscriber = (
-        await session.get(Subscriber, sub.subscriber_id)
-        if sub is not None and sub.subscriber_id is not None
-        else None
-    )
-    endpoint = (
-        await session.get(WebhookEndpoint, sub.endpoint_id)
-        if sub is not None and sub.endpoint_id is not None
-        else None
-    )
-    gone = (
-        sub is None
-        or not sub.enabled
-        or (subscriber is not None and subscriber.status != "active")
-        or (endpoint is not None and not endpoint.enabled)
-    )
-    if gone:
-        delivery.status = "cancelled"
-        delivery.lease_owner = delivery.lease_until = None
-        return "failed"
-    assert sub is not None
-    digest = await load_digest(
-        session, delivery, limit=resources.settings.delivery.digest_item_limit
-    )
-    unfinished = (
-        (
-            await session.execute(
-                select(DeliveryAttempt).where(
-                    DeliveryAttempt.delivery_id == delivery.id,
-                    DeliveryAttempt.outcome == "started",
-                )
-            )
-        ).scalars()
-        if delivery.attempts
-        else ()
-    )
-    for lost in unfinished:
-        # A worker died between committing this attempt and recording its outcome: the
-        # message may have reached the receiver, who dedupes on the same id (REL-06).
-        lost.outcome, lost.finished_at = "abandoned", now
-        lost.error = "the worker stopped before recording the outcome"
-        delivery.possible_duplicate = True
-    delivery.attempts += 1
-    attempt = DeliveryAttempt(
-        delivery_id=delivery.id, number=delivery.attempts, started_at=now, outcome="started"
-    )
-    session.add(attempt)
-    await session.flush()
-    return _Prepared(delivery, sub, subscriber, endpoint, digest, attempt.id, delivery.attempts)
 
 
 async def _transmit(
@@ -754,6 +779,15 @@ async def _send_webhook(
 
 async def load_digest(session: AsyncSession, delivery: Delivery, *, limit: int) -> Digest:
     """Rebuild a delivery's digest from its notifications: the same content on every retry."""
+    return (await load_digests(session, [delivery], limit=limit))[delivery.id]
+
+
+async def load_digests(
+    session: AsyncSession, deliveries: Sequence[Delivery], *, limit: int
+) -> dict[int, Digest]:
+    """Rebuild several deliveries' digests in two queries, keyed by delivery id."""
+    if not deliveries:
+        return {}
     rows = (
         await session.execute(
             select(Notification, Article, Match, WatchRule, Source)
@@ -765,7 +799,7 @@ async def load_digest(session: AsyncSession, delivery: Delivery, *, limit: int) 
             )
             .join(WatchRule, WatchRule.id == Notification.rule_id)
             .join(Source, Source.id == Article.source_id)
-            .where(Notification.delivery_id == delivery.id)
+            .where(Notification.delivery_id.in_([d.id for d in deliveries]))
             .order_by(Notification.id)
         )
     ).all()
@@ -779,41 +813,47 @@ async def load_digest(session: AsyncSession, delivery: Delivery, *, limit: int) 
         )
         for story_id, name, tier in story_rows.all():
             outlets.setdefault(str(story_id), []).append(Outlet(name=name, tier=tier))
-    candidates = [
-        DigestCandidate(
-            match=alerts.Match(
-                rule_id=match.rule_id,
-                article_id=str(article.id),
-                score=match.score,
-                terms=tuple(match.terms),
-                snippet=match.snippet,
-                highlights=tuple((int(a), int(b)) for a, b in match.highlights),
-            ),
-            article=alerts.Article(
-                id=str(article.id),
-                title=article.title,
-                body=article.text or article.summary,
-                url=article.url,
-                source=source.id,
-                domain=urlsplit(article.url).hostname or "",
-                tier=source.tier,
-                lang=article.language or "",
-                published=article.published_at,
-            ),
-            story_id=str(article.story_id) if article.story_id else "",
-            rule_name=rule.name,
-            source_name=source.name,
+    candidates: dict[int | None, list[DigestCandidate]] = {}
+    for notification, article, match, rule, source in rows:
+        candidates.setdefault(notification.delivery_id, []).append(
+            DigestCandidate(
+                match=alerts.Match(
+                    rule_id=match.rule_id,
+                    article_id=str(article.id),
+                    score=match.score,
+                    terms=tuple(match.terms),
+                    snippet=match.snippet,
+                    highlights=tuple((int(a), int(b)) for a, b in match.highlights),
+                ),
+                article=alerts.Article(
+                    id=str(article.id),
+                    title=article.title,
+                    body=article.text or article.summary,
+                    url=article.url,
+                    source=source.id,
+                    domain=urlsplit(article.url).hostname or "",
+                    tier=source.tier,
+                    lang=article.language or "",
+                    published=article.published_at,
+                ),
+                story_id=str(article.story_id) if article.story_id else "",
+                rule_name=rule.name,
+                source_name=source.name,
+            )
         )
-        for _, article, match, rule, source in rows
-    ]
-    window_end = delivery.window_end or delivery.created_at
-    window_start = delivery.window_start or window_end
-    return build_digest(
-        subscription_id=str(delivery.subscription_id),
-        period_key=delivery.period_key,
-        window_start=window_start,
-        window_end=window_end,
-        candidates=candidates,
-        story_outlets=outlets,
-        limits=DigestLimits(total=limit),
-    )
+    digests: dict[int, Digest] = {}
+    for delivery in deliveries:
+        mine = candidates.get(delivery.id, [])
+        stories = {candidate.story_id for candidate in mine if candidate.story_id}
+        window_end = delivery.window_end or delivery.created_at
+        window_start = delivery.window_start or window_end
+        digests[delivery.id] = build_digest(
+            subscription_id=str(delivery.subscription_id),
+            period_key=delivery.period_key,
+            window_start=window_start,
+            window_end=window_end,
+            candidates=mine,
+            story_outlets={key: outlets[key] for key in stories if key in outlets},
+            limits=DigestLimits(total=limit),
+        )
+    return digests
