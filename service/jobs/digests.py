@@ -50,9 +50,6 @@ from service.storage.deliveries import active_secrets
 log = logging.getLogger(__name__)
 
 _PLAN_CHUNK = 50
-# Deliveries prepared (attempt rows committed) per transaction, in lanes' worth. Bigger means
-# fewer round trips; a crash flags every prepared but unsent one as a possible duplicate.
-_PREPARE_LANES = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,18 +365,23 @@ async def send_due(resources: Resources) -> _SendTotals:
         url_guard=partial(check_url, allow_loopback=resources.settings.http.allow_loopback),
     )
     # ``concurrency`` lanes send side by side, each e-mail lane over its own SMTP connection
-    # (opened on first use, reused for the whole batch); the attempt rows of a chunk commit
-    # together before any of its network calls, and a free lane takes the chunk's next item.
+    # (opened on first use, reused for the whole batch). The attempt rows of a chunk (one
+    # delivery per lane) commit together before any of its network calls. Never more: a
+    # prepared delivery that a crash catches unsent would be flagged as a possible duplicate.
     lanes = max(1, settings.concurrency)
-    size = lanes * _PREPARE_LANES
     recorder = _Recorder(resources)
+
+    async def lane(connection: MailerConnection, item: _Prepared) -> None:
+        result = await _transmit(resources, item, connection, sender)
+        recorder.add(item, result, now=item.prepared_at, at=resources.clock())
+
     async with AsyncExitStack() as stack:
         connections = [await stack.enter_async_context(mailer.connection()) for _ in range(lanes)]
         recording = asyncio.create_task(recorder.run())
         try:
-            for start in range(0, len(ids), size):
-                chunk = ids[start : start + size]
-                await _send_chunk(resources, chunk, connections, sender, recorder)
+            for start in range(0, len(ids), lanes):
+                prepared = await _prepare_chunk(resources, ids[start : start + lanes], recorder)
+                await asyncio.gather(*map(lane, connections, prepared))
         finally:
             recorder.close()
             await recording
@@ -401,6 +403,7 @@ class _Prepared:
     digest: Digest
     attempt_id: int
     number: int
+    prepared_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,13 +416,9 @@ class _Sent:
     permanent_recipient: bool = False
 
 
-async def _send_chunk(
-    resources: Resources,
-    ids: Sequence[int],
-    connections: Sequence[MailerConnection],
-    sender: WebhookSender,
-    recorder: _Recorder,
-) -> None:
+async def _prepare_chunk(
+    resources: Resources, ids: Sequence[int], recorder: _Recorder
+) -> list[_Prepared]:
     now = resources.clock()
     prepared: list[_Prepared] = []
     async with recorder.writing, resources.sessionmaker() as session:
@@ -528,19 +527,13 @@ async def _send_chunk(
                     digests[delivery.id],
                     attempt.id,
                     delivery.attempts,
+                    now,
                 )
             )
         # Committed before the network calls: a crash leaves evidence of the phase reached.
         await session.commit()
 
-    queue = iter(prepared)
-
-    async def lane(connection: MailerConnection) -> None:
-        for item in queue:
-            result = await _transmit(resources, item, connection, sender)
-            recorder.add(item, result, now=now, at=resources.clock())
-
-    await asyncio.gather(*(lane(connection) for connection in connections))
+    return prepared
 
 
 class _Recorder:
@@ -580,22 +573,44 @@ class _Recorder:
 
     async def _write(self, items: Sequence[tuple[_Prepared, _Sent, datetime, datetime]]) -> None:
         resources = self._resources
+        max_attempts = resources.settings.delivery.max_attempts
         async with self.writing, resources.sessionmaker() as session:
-            # Two queries fill the identity map for the gets in _record.
-            await session.execute(
-                select(Delivery).where(Delivery.id.in_([item.delivery.id for item, *_ in items]))
+            endpoint_ids = {item.endpoint.id for item, *_ in items if item.endpoint is not None}
+            endpoints = (
+                {
+                    row.id: row
+                    for row in (
+                        await session.execute(
+                            select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids))
+                        )
+                    ).scalars()
+                }
+                if endpoint_ids
+                else {}
             )
-            await session.execute(
-                select(DeliveryAttempt).where(
-                    DeliveryAttempt.id.in_([item.attempt_id for item, *_ in items])
-                )
-            )
-            finals = [
-                await _record(session, resources, item, sent, now=now, at=at)
-                for item, sent, now, at in items
-            ]
+            rows: list[dict[str, Any]] = []
+            attempts: list[dict[str, Any]] = []
+            for item, sent, now, at in items:
+                row, attempt = _outcome(item, sent, now=now, at=at, max_attempts=max_attempts)
+                rows.append(row)
+                attempts.append(attempt)
+                endpoint = endpoints.get(item.endpoint.id) if item.endpoint is not None else None
+                if endpoint is not None:
+                    _update_endpoint_health(
+                        endpoint, row["status"], disable=sent.disable_endpoint, now=at
+                    )
+                if sent.permanent_recipient and item.subscriber is not None:
+                    subscriber = await session.get(Subscriber, item.subscriber.id)
+                    if subscriber is not None:
+                        subscriber.status = "suppressed"
+                        subscriber.status_reason = f"SMTP {sent.code}: {sent.detail[:200]}"
+                        subscriber.updated_at = at
+            # Bulk UPDATEs by primary key: a few statements for the whole batch.
+            await session.execute(update(Delivery), rows)
+            await session.execute(update(DeliveryAttempt), attempts)
             await session.commit()
-        for (item, sent, _, _), final in zip(items, finals, strict=True):
+        for (item, sent, _, _), row in zip(items, rows, strict=True):
+            final = row["status"]
             metrics.DELIVERIES.labels(item.delivery.channel, final).inc()
             log.info(
                 "delivery attempted delivery_id=%s status=%s code=%s",
@@ -623,47 +638,35 @@ async def _transmit(
     return _Sent(status, code, detail, retry_after, disable_endpoint=status == "disabled")
 
 
-async def _record(
-    session: AsyncSession,
-    resources: Resources,
+def _outcome(
     prepared: _Prepared,
     sent: _Sent,
     *,
     now: datetime,
     at: datetime,
-) -> str:
-    row = await session.get(Delivery, prepared.delivery.id)
-    attempt = await session.get(DeliveryAttempt, prepared.attempt_id)
-    assert row is not None
-    assert attempt is not None
-    attempt.finished_at = at
-    attempt.code = sent.code
-    attempt.response = sent.detail[:1024]
-    row.lease_owner = row.lease_until = None
-    max_attempts = resources.settings.delivery.max_attempts
+    max_attempts: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The delivery and attempt columns an outcome sets, as bulk UPDATE parameters."""
+    row: dict[str, Any] = {"id": prepared.delivery.id, "lease_owner": None, "lease_until": None}
+    attempt: dict[str, Any] = {
+        "id": prepared.attempt_id,
+        "finished_at": at,
+        "code": sent.code,
+        "response": sent.detail[:1024],
+    }
     if sent.status == "delivered":
-        row.status, row.delivered_at, row.last_error = "delivered", at, None
-        attempt.outcome = "delivered"
+        row.update(status="delivered", delivered_at=at, last_error=None)
+        attempt["outcome"] = "delivered"
     elif (
         sent.status == "retry"
-        and (delay := _next_delay(row.attempts, max_attempts, sent.retry_after)) is not None
+        and (delay := _next_delay(prepared.number, max_attempts, sent.retry_after)) is not None
     ):
-        row.status, row.next_attempt_at, row.last_error = "retry_wait", now + delay, sent.detail
-        attempt.outcome = "retry"
+        row.update(status="retry_wait", next_attempt_at=now + delay, last_error=sent.detail)
+        attempt["outcome"] = "retry"
     else:
-        row.status, row.last_error = "failed", sent.detail
-        attempt.outcome = "disabled" if sent.disable_endpoint else "failed"
-    if prepared.endpoint is not None:
-        await _update_endpoint_health(
-            session, prepared.endpoint.id, row.status, disable=sent.disable_endpoint, now=at
-        )
-    if sent.permanent_recipient and prepared.subscriber is not None:
-        subscriber = await session.get(Subscriber, prepared.subscriber.id)
-        if subscriber is not None:
-            subscriber.status = "suppressed"
-            subscriber.status_reason = f"SMTP {sent.code}: {sent.detail[:200]}"
-            subscriber.updated_at = at
-    return row.status
+        row.update(status="failed", last_error=sent.detail)
+        attempt["outcome"] = "disabled" if sent.disable_endpoint else "failed"
+    return row, attempt
 
 
 def _next_delay(
@@ -674,12 +677,9 @@ def _next_delay(
     return retry_delay(attempts, retry_after=retry_after, rng=random.Random())
 
 
-async def _update_endpoint_health(
-    session: AsyncSession, endpoint_id: int, status: str, *, disable: bool, now: datetime
+def _update_endpoint_health(
+    endpoint: WebhookEndpoint, status: str, *, disable: bool, now: datetime
 ) -> None:
-    endpoint = await session.get(WebhookEndpoint, endpoint_id)
-    if endpoint is None:
-        return
     if status == "delivered":
         endpoint.failing_since = None
         return
