@@ -16,10 +16,10 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import alerts
@@ -127,141 +127,202 @@ async def _plan_round(resources: Resources) -> tuple[int, int]:
     for start in range(0, len(ids), _PLAN_CHUNK):
         chunk = ids[start : start + _PLAN_CHUNK]
         async with resources.sessionmaker() as session:
-            # One query loads the chunk; the per-subscription gets then hit the identity map.
-            await session.execute(select(Subscription).where(Subscription.id.in_(chunk)))
-            for subscription_id in chunk:
-                created += await _plan_one(session, subscription_id, now=now, owner=resources.owner)
+            created += await _plan_chunk(session, chunk, now=now, owner=resources.owner)
             await session.commit()
     return len(ids), created
 
 
-async def _plan_one(
-    session: AsyncSession, subscription_id: int, *, now: datetime, owner: str
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    subscription_id: int
+    channel: str
+    event: str
+    period_key: str
+    window: tuple[datetime | None, datetime]
+    # Set for match.created webhooks, which carry one match (and webhook-id) each.
+    notification_id: int | None = None
+
+
+async def _plan_chunk(
+    session: AsyncSession, chunk: Sequence[int], *, now: datetime, owner: str
 ) -> int:
-    sub = await session.get(Subscription, subscription_id)
-    if sub is None or sub.lease_owner != owner or sub.next_due_at is None:
-        return 0
-    channel = "email" if sub.subscriber_id is not None else "webhook"
-    pending = select(func.count(), func.min(Notification.id)).where(
-        Notification.subscription_id == sub.id, Notification.delivery_id.is_(None)
+    """Plan a chunk of leased subscriptions with a handful of statements in all."""
+    loaded = (
+        (await session.execute(select(Subscription).where(Subscription.id.in_(chunk))))
+        .scalars()
+        .all()
     )
-    pending_count, first = (await session.execute(pending)).one()
-    created = 0
-    if sub.cadence == "immediate":
-        if pending_count:
-            if channel == "webhook":
-                # match.created carries one match: one delivery (and webhook-id) per match.
-                pending_ids = (
-                    await session.execute(
-                        select(Notification.id)
-                        .where(
-                            Notification.subscription_id == sub.id,
-                            Notification.delivery_id.is_(None),
-                        )
-                        .order_by(Notification.id)
-                    )
-                ).scalars()
-                for notification_id in list(pending_ids):
-                    created += await _create_delivery(
-                        session,
-                        sub,
-                        channel=channel,
-                        event="match.created",
-                        period_key=f"match-{notification_id}",
-                        window=(None, now),
-                        now=now,
-                        notification_ids=[notification_id],
-                    )
-            else:
-                created = await _create_delivery(
-                    session,
-                    sub,
-                    channel=channel,
-                    event="digest.published",
-                    period_key=f"alert-{first}",
-                    window=(None, now),
-                    now=now,
-                )
-        sub.next_due_at = None
-    else:
-        cadence: Cadence = sub.cadence  # type: ignore[assignment]
-        period = due_period(
-            cadence=cadence,
-            send_time=_send_time(sub.send_time),
-            weekday=sub.weekday,
-            tz=sub.timezone,
-            next_due_at=sub.next_due_at,
-            covered_until=None,
-            now=now,
+    by_id = {sub.id: sub for sub in loaded}
+    subs = [
+        sub
+        for sub in (by_id.get(subscription_id) for subscription_id in chunk)
+        if sub is not None and sub.lease_owner == owner and sub.next_due_at is not None
+    ]
+    if not subs:
+        return 0
+    pending: dict[int, list[int]] = {}
+    pending_rows = await session.execute(
+        select(Notification.subscription_id, Notification.id)
+        .where(
+            Notification.subscription_id.in_([sub.id for sub in subs]),
+            Notification.delivery_id.is_(None),
         )
-        if period is not None:
-            if pending_count or sub.heartbeat:
-                created = await _create_delivery(
-                    session,
-                    sub,
-                    channel=channel,
-                    event="digest.published",
-                    period_key=period.period_key,
-                    window=(period.window_start, period.window_end),
-                    now=now,
-                )
-            sub.last_period_key = period.period_key
-            sub.next_due_at = period.next_due
-    sub.lease_owner = None
-    sub.lease_until = None
+        .order_by(Notification.id)
+    )
+    for subscription_id, notification_id in pending_rows.all():
+        pending.setdefault(subscription_id, []).append(notification_id)
+    plans: list[_Planned] = []
+    for sub in subs:
+        plans += _plan_subscription(sub, pending.get(sub.id, []), now=now)
+        sub.lease_owner = None
+        sub.lease_until = None
+    created = await _create_deliveries(session, plans, now=now)
     await session.flush()
     return created
 
 
-async def _create_delivery(
-    session: AsyncSession,
-    sub: Subscription,
-    *,
-    channel: str,
-    event: str,
-    period_key: str,
-    window: tuple[datetime | None, datetime],
-    now: datetime,
-    notification_ids: Sequence[int] | None = None,
+def _plan_subscription(
+    sub: Subscription, pending: Sequence[int], *, now: datetime
+) -> list[_Planned]:
+    """Decide one subscription's deliveries and move its due time (no I/O)."""
+    channel = "email" if sub.subscriber_id is not None else "webhook"
+    plans: list[_Planned] = []
+    if sub.cadence == "immediate":
+        if pending and channel == "webhook":
+            plans = [
+                _Planned(
+                    sub.id,
+                    channel,
+                    "match.created",
+                    f"match-{notification_id}",
+                    (None, now),
+                    notification_id,
+                )
+                for notification_id in pending
+            ]
+        elif pending:
+            plans = [
+                _Planned(sub.id, channel, "digest.published", f"alert-{pending[0]}", (None, now))
+            ]
+        sub.next_due_at = None
+        return plans
+    assert sub.next_due_at is not None
+    cadence: Cadence = sub.cadence  # type: ignore[assignment]
+    period = due_period(
+        cadence=cadence,
+        send_time=_send_time(sub.send_time),
+        weekday=sub.weekday,
+        tz=sub.timezone,
+        next_due_at=sub.next_due_at,
+        covered_until=None,
+        now=now,
+    )
+    if period is not None:
+        if pending or sub.heartbeat:
+            plans = [
+                _Planned(
+                    sub.id,
+                    channel,
+                    "digest.published",
+                    period.period_key,
+                    (period.window_start, period.window_end),
+                )
+            ]
+        sub.last_period_key = period.period_key
+        sub.next_due_at = period.next_due
+    return plans
+
+
+async def _create_deliveries(
+    session: AsyncSession, plans: Sequence[_Planned], *, now: datetime
 ) -> int:
-    exists = (
-        await session.execute(
-            select(Delivery.id).where(
-                Delivery.subscription_id == sub.id, Delivery.period_key == period_key
-            )
-        )
-    ).scalar_one_or_none()
-    if exists is not None:
-        # A replayed or repeated period (DST, a second process): the unique key absorbs it.
+    if not plans:
         return 0
-    delivery = Delivery(
-        subscription_id=sub.id,
-        channel=channel,
-        event_type=event,
-        period_key=period_key,
-        window_start=window[0],
-        window_end=window[1],
-        status="pending",
-        attempts=0,
-        next_attempt_at=now,
-        message_id=f"pending-{sub.id}-{period_key}",
-        created_at=now,
+    existing = set(
+        (
+            await session.execute(
+                select(Delivery.subscription_id, Delivery.period_key).where(
+                    Delivery.subscription_id.in_({plan.subscription_id for plan in plans}),
+                    Delivery.period_key.in_({plan.period_key for plan in plans}),
+                )
+            )
+        ).all()
     )
-    session.add(delivery)
-    await session.flush()
-    delivery.message_id = f"msg_{delivery.id}"
-    attach = [Notification.subscription_id == sub.id, Notification.delivery_id.is_(None)]
-    if notification_ids is not None:
-        attach.append(Notification.id.in_(notification_ids))
-    result = await session.execute(
-        update(Notification)
-        .where(*attach)
-        .values(delivery_id=delivery.id)
-        .execution_options(synchronize_session=False)
+    # A replayed or repeated period (DST, a second process): the unique key absorbs it.
+    fresh = [plan for plan in plans if (plan.subscription_id, plan.period_key) not in existing]
+    if not fresh:
+        return 0
+    inserted = await session.execute(
+        insert(Delivery).returning(Delivery.id, sort_by_parameter_order=True),
+        [
+            {
+                "subscription_id": plan.subscription_id,
+                "channel": plan.channel,
+                "event_type": plan.event,
+                "period_key": plan.period_key,
+                "window_start": plan.window[0],
+                "window_end": plan.window[1],
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "message_id": f"pending-{plan.subscription_id}-{plan.period_key}",
+                "item_count": 0,
+                "possible_duplicate": False,
+                "created_at": now,
+            }
+            for plan in fresh
+        ],
     )
-    delivery.item_count = int(result.rowcount)  # type: ignore[attr-defined]
-    await session.flush()
-    return 1
+    delivery_ids = list(inserted.scalars())
+    notifications = cast(Table, Notification.__table__)
+    whole = [
+        {"sub": plan.subscription_id, "delivery": delivery_id}
+        for plan, delivery_id in zip(fresh, delivery_ids, strict=True)
+        if plan.notification_id is None
+    ]
+    if whole:
+        await session.execute(
+            update(notifications)
+            .where(
+                notifications.c.subscription_id == bindparam("sub"),
+                notifications.c.delivery_id.is_(None),
+            )
+            .values(delivery_id=bindparam("delivery")),
+            whole,
+        )
+    single = [
+        {"one": plan.notification_id, "delivery": delivery_id}
+        for plan, delivery_id in zip(fresh, delivery_ids, strict=True)
+        if plan.notification_id is not None
+    ]
+    if single:
+        await session.execute(
+            update(notifications)
+            .where(notifications.c.id == bindparam("one"), notifications.c.delivery_id.is_(None))
+            .values(delivery_id=bindparam("delivery")),
+            single,
+        )
+    counts = dict(
+        (
+            await session.execute(
+                select(Notification.delivery_id, func.count())
+                .where(Notification.delivery_id.in_(delivery_ids))
+                .group_by(Notification.delivery_id)
+            )
+        ).all()
+    )
+    await session.execute(
+        update(Delivery),
+        [
+            {
+                "id": delivery_id,
+                "message_id": f"msg_{delivery_id}",
+                "item_count": counts.get(delivery_id, 0),
+            }
+            for delivery_id in delivery_ids
+        ],
+    )
+    return len(delivery_ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,15 +365,27 @@ async def send_due(resources: Resources) -> _SendTotals:
         url_guard=partial(check_url, allow_loopback=resources.settings.http.allow_loopback),
     )
     # ``concurrency`` lanes send side by side, each e-mail lane over its own SMTP connection
-    # (opened on first use, reused for the whole batch); the attempt rows of a chunk commit
-    # together before any of its network calls.
+    # (opened on first use, reused for the whole batch). The attempt rows of a chunk (one
+    # delivery per lane) commit together before any of its network calls. Never more: a
+    # prepared delivery that a crash catches unsent would be flagged as a possible duplicate.
     lanes = max(1, settings.concurrency)
-    outcomes: list[str] = []
+    recorder = _Recorder(resources)
+
+    async def lane(connection: MailerConnection, item: _Prepared) -> None:
+        result = await _transmit(resources, item, connection, sender)
+        recorder.add(item, result, now=item.prepared_at, at=resources.clock())
+
     async with AsyncExitStack() as stack:
         connections = [await stack.enter_async_context(mailer.connection()) for _ in range(lanes)]
-        for start in range(0, len(ids), lanes):
-            chunk = ids[start : start + lanes]
-            outcomes += await _send_chunk(resources, chunk, connections, sender)
+        recording = asyncio.create_task(recorder.run())
+        try:
+            for start in range(0, len(ids), lanes):
+                prepared = await _prepare_chunk(resources, ids[start : start + lanes], recorder)
+                await asyncio.gather(*map(lane, connections, prepared))
+        finally:
+            recorder.close()
+            await recording
+    outcomes = recorder.outcomes
     return _SendTotals(
         delivered=outcomes.count("delivered"),
         retrying=outcomes.count("retry"),
@@ -330,6 +403,7 @@ class _Prepared:
     digest: Digest
     attempt_id: int
     number: int
+    prepared_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,121 +416,211 @@ class _Sent:
     permanent_recipient: bool = False
 
 
-async def _send_chunk(
-    resources: Resources,
-    ids: Sequence[int],
-    connections: Sequence[MailerConnection],
-    sender: WebhookSender,
-) -> list[str]:
+async def _prepare_chunk(
+    resources: Resources, ids: Sequence[int], recorder: _Recorder
+) -> list[_Prepared]:
     now = resources.clock()
-    outcomes: list[str] = []
     prepared: list[_Prepared] = []
-    async with resources.sessionmaker() as session:
-        # Load the chunk's rows in four queries; the gets in _prepare hit the identity map.
-        deliveries = (
-            (await session.execute(select(Delivery).where(Delivery.id.in_(ids)))).scalars().all()
-        )
-        sub_ids = {d.subscription_id for d in deliveries}
-        subs = (
-            (await session.execute(select(Subscription).where(Subscription.id.in_(sub_ids))))
+    async with recorder.writing, resources.sessionmaker() as session:
+        # The chunk's rows, digests and unfinished attempts load in a few queries, and its
+        # attempt rows insert in one flush.
+        deliveries = {
+            d.id: d
+            for d in (await session.execute(select(Delivery).where(Delivery.id.in_(ids))))
             .scalars()
             .all()
-        )
-        subscriber_ids = {s.subscriber_id for s in subs if s.subscriber_id is not None}
-        endpoint_ids = {s.endpoint_id for s in subs if s.endpoint_id is not None}
-        if subscriber_ids:
-            await session.execute(select(Subscriber).where(Subscriber.id.in_(subscriber_ids)))
-        if endpoint_ids:
-            await session.execute(
-                select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids))
+        }
+        sub_ids = {d.subscription_id for d in deliveries.values()}
+        subs = {
+            s.id: s
+            for s in (
+                await session.execute(select(Subscription).where(Subscription.id.in_(sub_ids)))
             )
-        for delivery_id in ids:
-            item = await _prepare(session, resources, delivery_id, now=now)
-            if isinstance(item, str):
-                outcomes.append(item)
-            else:
-                prepared.append(item)
-        # Committed before the network calls: a crash leaves evidence of the phase reached.
-        await session.commit()
-    if not prepared:
-        return outcomes
-
-    async def deliver(lane: int, item: _Prepared) -> str:
-        result = await _transmit(resources, item, connections[lane], sender)
-        # Each outcome commits as soon as it is known, so a crash only leaves the attempts
-        # still in flight unfinished (and flagged as possible duplicates on their retry).
-        async with resources.sessionmaker() as session:
-            final = await _record(session, resources, item, result, now=now, at=resources.clock())
-            await session.commit()
-        metrics.DELIVERIES.labels(item.delivery.channel, final).inc()
-        log.info(
-            "delivery attempted delivery_id=%s status=%s code=%s",
-            item.delivery.id,
-            final,
-            result.code,
+            .scalars()
+            .all()
+        }
+        subscriber_ids = {s.subscriber_id for s in subs.values() if s.subscriber_id is not None}
+        endpoint_ids = {s.endpoint_id for s in subs.values() if s.endpoint_id is not None}
+        subscribers = {
+            row.id: row
+            for row in (
+                await session.execute(select(Subscriber).where(Subscriber.id.in_(subscriber_ids)))
+            ).scalars()
+        }
+        endpoints = {
+            row.id: row
+            for row in (
+                await session.execute(
+                    select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids))
+                )
+            ).scalars()
+        }
+        mine = [
+            deliveries[delivery_id]
+            for delivery_id in ids
+            if delivery_id in deliveries and deliveries[delivery_id].lease_owner == resources.owner
+        ]
+        recorder.outcomes += ["skipped"] * (len(ids) - len(mine))
+        digests = await load_digests(
+            session, mine, limit=resources.settings.delivery.digest_item_limit
         )
-        return {"delivered": "delivered", "retry_wait": "retry"}.get(final, "failed")
-
-    outcomes += await asyncio.gather(*(deliver(lane, item) for lane, item in enumerate(prepared)))
-    return outcomes
-
-
-async def _prepare(
-    session: AsyncSession, resources: Resources, delivery_id: int, *, now: datetime
-) -> _Prepared | str:
-    delivery = await session.get(Delivery, delivery_id)
-    if delivery is None or delivery.lease_owner != resources.owner:
-        return "skipped"
-    sub = await session.get(Subscription, delivery.subscription_id)
-    subscriber = (
-        await session.get(Subscriber, sub.subscriber_id)
-        if sub is not None and sub.subscriber_id is not None
-        else None
-    )
-    endpoint = (
-        await session.get(WebhookEndpoint, sub.endpoint_id)
-        if sub is not None and sub.endpoint_id is not None
-        else None
-    )
-    gone = (
-        sub is None
-        or not sub.enabled
-        or (subscriber is not None and subscriber.status != "active")
-        or (endpoint is not None and not endpoint.enabled)
-    )
-    if gone:
-        delivery.status = "cancelled"
-        delivery.lease_owner = delivery.lease_until = None
-        return "failed"
-    assert sub is not None
-    digest = await load_digest(
-        session, delivery, limit=resources.settings.delivery.digest_item_limit
-    )
-    unfinished = (
-        (
-            await session.execute(
-                select(DeliveryAttempt).where(
-                    DeliveryAttempt.delivery_id == delivery.id,
-                    DeliveryAttempt.outcome == "started",
+        retried = [d.id for d in mine if d.attempts]
+        unfinished: dict[int, list[DeliveryAttempt]] = {}
+        if retried:
+            for lost in (
+                await session.execute(
+                    select(DeliveryAttempt).where(
+                        DeliveryAttempt.delivery_id.in_(retried),
+                        DeliveryAttempt.outcome == "started",
+                    )
+                )
+            ).scalars():
+                unfinished.setdefault(lost.delivery_id, []).append(lost)
+        staged: list[tuple[Delivery, Subscription, DeliveryAttempt]] = []
+        for delivery in mine:
+            sub = subs.get(delivery.subscription_id)
+            subscriber = (
+                subscribers.get(sub.subscriber_id)
+                if sub is not None and sub.subscriber_id is not None
+                else None
+            )
+            endpoint = (
+                endpoints.get(sub.endpoint_id)
+                if sub is not None and sub.endpoint_id is not None
+                else None
+            )
+            gone = (
+                sub is None
+                or not sub.enabled
+                or (subscriber is not None and subscriber.status != "active")
+                or (endpoint is not None and not endpoint.enabled)
+            )
+            if gone:
+                delivery.status = "cancelled"
+                delivery.lease_owner = delivery.lease_until = None
+                recorder.outcomes.append("failed")
+                continue
+            assert sub is not None
+            for lost in unfinished.get(delivery.id, ()):
+                # A worker died between committing this attempt and recording its outcome:
+                # the message may have reached the receiver, who dedupes on the same id.
+                lost.outcome, lost.finished_at = "abandoned", now
+                lost.error = "the worker stopped before recording the outcome"
+                delivery.possible_duplicate = True
+            delivery.attempts += 1
+            attempt = DeliveryAttempt(
+                delivery_id=delivery.id,
+                number=delivery.attempts,
+                started_at=now,
+                outcome="started",
+            )
+            session.add(attempt)
+            staged.append((delivery, sub, attempt))
+        await session.flush()
+        for delivery, sub, attempt in staged:
+            prepared.append(
+                _Prepared(
+                    delivery,
+                    sub,
+                    subscribers.get(sub.subscriber_id) if sub.subscriber_id is not None else None,
+                    endpoints.get(sub.endpoint_id) if sub.endpoint_id is not None else None,
+                    digests[delivery.id],
+                    attempt.id,
+                    delivery.attempts,
+                    now,
                 )
             )
-        ).scalars()
-        if delivery.attempts
-        else ()
-    )
-    for lost in unfinished:
-        # A worker died between committing this attempt and recording its outcome: the
-        # message may have reached the receiver, who dedupes on the same id (REL-06).
-        lost.outcome, lost.finished_at = "abandoned", now
-        lost.error = "the worker stopped before recording the outcome"
-        delivery.possible_duplicate = True
-    delivery.attempts += 1
-    attempt = DeliveryAttempt(
-        delivery_id=delivery.id, number=delivery.attempts, started_at=now, outcome="started"
-    )
-    session.add(attempt)
-    await session.flush()
-    return _Prepared(delivery, sub, subscriber, endpoint, digest, attempt.id, delivery.attempts)
+        # Committed before the network calls: a crash leaves evidence of the phase reached.
+        await session.commit()
+
+    return prepared
+
+
+class _Recorder:
+    """Records outcomes as they arrive, all those waiting in one transaction (group commit).
+
+    Each outcome still commits as soon as the previous write is done, so a crash only leaves
+    the attempts still in flight unfinished (and flagged as possible duplicates on their
+    retry); concurrent lanes no longer queue for SQLite's single writer one by one.
+    ``writing`` serialises this job's write transactions: SQLite's busy handler would
+    otherwise sleep while another of our own sessions holds the write lock.
+    """
+
+    def __init__(self, resources: Resources) -> None:
+        self._resources = resources
+        self._queue: asyncio.Queue[tuple[_Prepared, _Sent, datetime, datetime] | None] = (
+            asyncio.Queue()
+        )
+        self.outcomes: list[str] = []
+        self.writing = asyncio.Lock()
+
+    def add(self, item: _Prepared, sent: _Sent, *, now: datetime, at: datetime) -> None:
+        self._queue.put_nowait((item, sent, now, at))
+
+    def close(self) -> None:
+        self._queue.put_nowait(None)
+
+    async def run(self) -> None:
+        done = False
+        while not done:
+            batch = [await self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            items = [entry for entry in batch if entry is not None]
+            done = len(items) < len(batch)
+            if items:
+                await self._write(items)
+
+    async def _write(self, items: Sequence[tuple[_Prepared, _Sent, datetime, datetime]]) -> None:
+        resources = self._resources
+        max_attempts = resources.settings.delivery.max_attempts
+        async with self.writing, resources.sessionmaker() as session:
+            endpoint_ids = {item.endpoint.id for item, *_ in items if item.endpoint is not None}
+            endpoints = (
+                {
+                    row.id: row
+                    for row in (
+                        await session.execute(
+                            select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids))
+                        )
+                    ).scalars()
+                }
+                if endpoint_ids
+                else {}
+            )
+            rows: list[dict[str, Any]] = []
+            attempts: list[dict[str, Any]] = []
+            for item, sent, now, at in items:
+                row, attempt = _outcome(item, sent, now=now, at=at, max_attempts=max_attempts)
+                rows.append(row)
+                attempts.append(attempt)
+                endpoint = endpoints.get(item.endpoint.id) if item.endpoint is not None else None
+                if endpoint is not None:
+                    _update_endpoint_health(
+                        endpoint, row["status"], disable=sent.disable_endpoint, now=at
+                    )
+                if sent.permanent_recipient and item.subscriber is not None:
+                    subscriber = await session.get(Subscriber, item.subscriber.id)
+                    if subscriber is not None:
+                        subscriber.status = "suppressed"
+                        subscriber.status_reason = f"SMTP {sent.code}: {sent.detail[:200]}"
+                        subscriber.updated_at = at
+            # Bulk UPDATEs by primary key: a few statements for the whole batch.
+            await session.execute(update(Delivery), rows)
+            await session.execute(update(DeliveryAttempt), attempts)
+            await session.commit()
+        for (item, sent, _, _), row in zip(items, rows, strict=True):
+            final = row["status"]
+            metrics.DELIVERIES.labels(item.delivery.channel, final).inc()
+            log.info(
+                "delivery attempted delivery_id=%s status=%s code=%s",
+                item.delivery.id,
+                final,
+                sent.code,
+            )
+            self.outcomes.append(
+                {"delivered": "delivered", "retry_wait": "retry"}.get(final, "failed")
+            )
 
 
 async def _transmit(
@@ -474,47 +638,35 @@ async def _transmit(
     return _Sent(status, code, detail, retry_after, disable_endpoint=status == "disabled")
 
 
-async def _record(
-    session: AsyncSession,
-    resources: Resources,
+def _outcome(
     prepared: _Prepared,
     sent: _Sent,
     *,
     now: datetime,
     at: datetime,
-) -> str:
-    row = await session.get(Delivery, prepared.delivery.id)
-    attempt = await session.get(DeliveryAttempt, prepared.attempt_id)
-    assert row is not None
-    assert attempt is not None
-    attempt.finished_at = at
-    attempt.code = sent.code
-    attempt.response = sent.detail[:1024]
-    row.lease_owner = row.lease_until = None
-    max_attempts = resources.settings.delivery.max_attempts
+    max_attempts: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The delivery and attempt columns an outcome sets, as bulk UPDATE parameters."""
+    row: dict[str, Any] = {"id": prepared.delivery.id, "lease_owner": None, "lease_until": None}
+    attempt: dict[str, Any] = {
+        "id": prepared.attempt_id,
+        "finished_at": at,
+        "code": sent.code,
+        "response": sent.detail[:1024],
+    }
     if sent.status == "delivered":
-        row.status, row.delivered_at, row.last_error = "delivered", at, None
-        attempt.outcome = "delivered"
+        row.update(status="delivered", delivered_at=at, last_error=None)
+        attempt["outcome"] = "delivered"
     elif (
         sent.status == "retry"
-        and (delay := _next_delay(row.attempts, max_attempts, sent.retry_after)) is not None
+        and (delay := _next_delay(prepared.number, max_attempts, sent.retry_after)) is not None
     ):
-        row.status, row.next_attempt_at, row.last_error = "retry_wait", now + delay, sent.detail
-        attempt.outcome = "retry"
+        row.update(status="retry_wait", next_attempt_at=now + delay, last_error=sent.detail)
+        attempt["outcome"] = "retry"
     else:
-        row.status, row.last_error = "failed", sent.detail
-        attempt.outcome = "disabled" if sent.disable_endpoint else "failed"
-    if prepared.endpoint is not None:
-        await _update_endpoint_health(
-            session, prepared.endpoint.id, row.status, disable=sent.disable_endpoint, now=at
-        )
-    if sent.permanent_recipient and prepared.subscriber is not None:
-        subscriber = await session.get(Subscriber, prepared.subscriber.id)
-        if subscriber is not None:
-            subscriber.status = "suppressed"
-            subscriber.status_reason = f"SMTP {sent.code}: {sent.detail[:200]}"
-            subscriber.updated_at = at
-    return row.status
+        row.update(status="failed", last_error=sent.detail)
+        attempt["outcome"] = "disabled" if sent.disable_endpoint else "failed"
+    return row, attempt
 
 
 def _next_delay(
@@ -525,12 +677,9 @@ def _next_delay(
     return retry_delay(attempts, retry_after=retry_after, rng=random.Random())
 
 
-async def _update_endpoint_health(
-    session: AsyncSession, endpoint_id: int, status: str, *, disable: bool, now: datetime
+def _update_endpoint_health(
+    endpoint: WebhookEndpoint, status: str, *, disable: bool, now: datetime
 ) -> None:
-    endpoint = await session.get(WebhookEndpoint, endpoint_id)
-    if endpoint is None:
-        return
     if status == "delivered":
         endpoint.failing_since = None
         return
@@ -630,6 +779,15 @@ async def _send_webhook(
 
 async def load_digest(session: AsyncSession, delivery: Delivery, *, limit: int) -> Digest:
     """Rebuild a delivery's digest from its notifications: the same content on every retry."""
+    return (await load_digests(session, [delivery], limit=limit))[delivery.id]
+
+
+async def load_digests(
+    session: AsyncSession, deliveries: Sequence[Delivery], *, limit: int
+) -> dict[int, Digest]:
+    """Rebuild several deliveries' digests in two queries, keyed by delivery id."""
+    if not deliveries:
+        return {}
     rows = (
         await session.execute(
             select(Notification, Article, Match, WatchRule, Source)
@@ -641,7 +799,7 @@ async def load_digest(session: AsyncSession, delivery: Delivery, *, limit: int) 
             )
             .join(WatchRule, WatchRule.id == Notification.rule_id)
             .join(Source, Source.id == Article.source_id)
-            .where(Notification.delivery_id == delivery.id)
+            .where(Notification.delivery_id.in_([d.id for d in deliveries]))
             .order_by(Notification.id)
         )
     ).all()
@@ -655,41 +813,47 @@ async def load_digest(session: AsyncSession, delivery: Delivery, *, limit: int) 
         )
         for story_id, name, tier in story_rows.all():
             outlets.setdefault(str(story_id), []).append(Outlet(name=name, tier=tier))
-    candidates = [
-        DigestCandidate(
-            match=alerts.Match(
-                rule_id=match.rule_id,
-                article_id=str(article.id),
-                score=match.score,
-                terms=tuple(match.terms),
-                snippet=match.snippet,
-                highlights=tuple((int(a), int(b)) for a, b in match.highlights),
-            ),
-            article=alerts.Article(
-                id=str(article.id),
-                title=article.title,
-                body=article.text or article.summary,
-                url=article.url,
-                source=source.id,
-                domain=urlsplit(article.url).hostname or "",
-                tier=source.tier,
-                lang=article.language or "",
-                published=article.published_at,
-            ),
-            story_id=str(article.story_id) if article.story_id else "",
-            rule_name=rule.name,
-            source_name=source.name,
+    candidates: dict[int | None, list[DigestCandidate]] = {}
+    for notification, article, match, rule, source in rows:
+        candidates.setdefault(notification.delivery_id, []).append(
+            DigestCandidate(
+                match=alerts.Match(
+                    rule_id=match.rule_id,
+                    article_id=str(article.id),
+                    score=match.score,
+                    terms=tuple(match.terms),
+                    snippet=match.snippet,
+                    highlights=tuple((int(a), int(b)) for a, b in match.highlights),
+                ),
+                article=alerts.Article(
+                    id=str(article.id),
+                    title=article.title,
+                    body=article.text or article.summary,
+                    url=article.url,
+                    source=source.id,
+                    domain=urlsplit(article.url).hostname or "",
+                    tier=source.tier,
+                    lang=article.language or "",
+                    published=article.published_at,
+                ),
+                story_id=str(article.story_id) if article.story_id else "",
+                rule_name=rule.name,
+                source_name=source.name,
+            )
         )
-        for _, article, match, rule, source in rows
-    ]
-    window_end = delivery.window_end or delivery.created_at
-    window_start = delivery.window_start or window_end
-    return build_digest(
-        subscription_id=str(delivery.subscription_id),
-        period_key=delivery.period_key,
-        window_start=window_start,
-        window_end=window_end,
-        candidates=candidates,
-        story_outlets=outlets,
-        limits=DigestLimits(total=limit),
-    )
+    digests: dict[int, Digest] = {}
+    for delivery in deliveries:
+        mine = candidates.get(delivery.id, [])
+        stories = {candidate.story_id for candidate in mine if candidate.story_id}
+        window_end = delivery.window_end or delivery.created_at
+        window_start = delivery.window_start or window_end
+        digests[delivery.id] = build_digest(
+            subscription_id=str(delivery.subscription_id),
+            period_key=delivery.period_key,
+            window_start=window_start,
+            window_end=window_end,
+            candidates=mine,
+            story_outlets={key: outlets[key] for key in stories if key in outlets},
+            limits=DigestLimits(total=limit),
+        )
+    return digests
