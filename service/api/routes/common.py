@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -15,6 +17,8 @@ from service.exceptions import UnsafeURLError
 from service.safety import Resolver, check_url
 from service.settings import Settings
 from service.storage.audit import record_audit
+
+Snapshot = Callable[[Any], dict[str, Any]]
 
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000, description="Items to skip.")]
@@ -128,3 +132,71 @@ async def audit(
         before=before,
         after=after,
     )
+
+
+class _Versioned(Protocol):
+    @property
+    def id(self) -> Any: ...
+
+    @property
+    def version(self) -> int: ...
+
+
+@asynccontextmanager
+async def audited_change(
+    session: AsyncSession,
+    principal: Principal,
+    row: _Versioned,
+    *,
+    action: str,
+    entity_type: str,
+    snapshot: Snapshot,
+    now: datetime,
+    response: Response,
+) -> AsyncIterator[None]:
+    """Wrap a change of a versioned row: audit it before/after, commit, answer the new ETag.
+
+    The ``async with`` body makes the change; if it raises, nothing is audited or committed.
+    """
+    before = snapshot(row)
+    yield
+    await audit(
+        session,
+        principal,
+        action=action,
+        entity_type=entity_type,
+        entity_id=row.id,
+        before=before,
+        after=snapshot(row),
+        now=now,
+    )
+    await session.commit()
+    set_etag(response, row.version)
+
+
+async def audited_delete(
+    session: AsyncSession,
+    principal: Principal,
+    row: _Versioned,
+    remove: Callable[[], Awaitable[None]],
+    *,
+    entity_type: str,
+    snapshot: Snapshot,
+    clock: Callable[[], datetime],
+) -> Response:
+    """Delete a row with ``remove`` (which checks its version), audit it, commit; answer 204."""
+    before = snapshot(row)
+    entity_id = row.id
+    await remove()
+    await audit(
+        session,
+        principal,
+        action="delete",
+        entity_type=entity_type,
+        entity_id=entity_id,
+        before=before,
+        after=None,
+        now=clock(),
+    )
+    await session.commit()
+    return Response(status_code=204)

@@ -29,6 +29,8 @@ from service.api.routes.common import (
     Limit,
     Offset,
     audit,
+    audited_change,
+    audited_delete,
     set_etag,
     with_etag,
 )
@@ -212,22 +214,19 @@ async def update_rule(
         set_etag(response, rule.version)
         return RulePublic.model_validate(rule)
     now = resources.clock()
-    before = store.rule_snapshot(rule)
-    await store.update_rule(
-        session, rule, changes, expected_version=expected, actor=principal.name, now=now
-    )
-    await audit(
+    async with audited_change(
         session,
         principal,
+        rule,
         action="update",
         entity_type="rule",
-        entity_id=rule.id,
-        before=before,
-        after=store.rule_snapshot(rule),
+        snapshot=store.rule_snapshot,
         now=now,
-    )
-    await session.commit()
-    set_etag(response, rule.version)
+        response=response,
+    ):
+        await store.update_rule(
+            session, rule, changes, expected_version=expected, actor=principal.name, now=now
+        )
     return RulePublic.model_validate(rule)
 
 
@@ -242,20 +241,15 @@ async def delete_rule(
     """Delete a rule with its versions and matches. ``If-Match`` is required."""
     rule = await store.get_rule(session, rule_id)
     expected = expect_version(if_match, rule.version)
-    before = store.rule_snapshot(rule)
-    await store.delete_rule(session, rule, expected_version=expected)
-    await audit(
+    return await audited_delete(
         session,
         principal,
-        action="delete",
+        rule,
+        lambda: store.delete_rule(session, rule, expected_version=expected),
         entity_type="rule",
-        entity_id=rule_id,
-        before=before,
-        after=None,
-        now=resources.clock(),
+        snapshot=store.rule_snapshot,
+        clock=resources.clock,
     )
-    await session.commit()
-    return Response(status_code=204)
 
 
 @router.get("/{rule_id}/versions", responses=READ_ONE, openapi_extra=role("viewer"))

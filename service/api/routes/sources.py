@@ -18,6 +18,8 @@ from service.api.routes.common import (
     Limit,
     Offset,
     audit,
+    audited_change,
+    audited_delete,
     guard_url,
     set_etag,
     with_etag,
@@ -164,20 +166,17 @@ async def _apply(
     action: str,
 ) -> SourcePublic:
     now = resources.clock()
-    before = store.source_snapshot(source)
-    await store.update_source(session, source, changes, expected_version=expected, now=now)
-    await audit(
+    async with audited_change(
         session,
         principal,
+        source,
         action=action,
         entity_type="source",
-        entity_id=source.id,
-        before=before,
-        after=store.source_snapshot(source),
+        snapshot=store.source_snapshot,
         now=now,
-    )
-    await session.commit()
-    set_etag(response, source.version)
+        response=response,
+    ):
+        await store.update_source(session, source, changes, expected_version=expected, now=now)
     return SourcePublic.model_validate(source)
 
 
@@ -192,20 +191,15 @@ async def delete_source(
     """Delete a source with its articles and their matches. ``If-Match`` is required."""
     source = await store.get_source(session, source_id)
     expected = expect_version(if_match, source.version)
-    before = store.source_snapshot(source)
-    await store.delete_source(session, source, expected_version=expected)
-    await audit(
+    return await audited_delete(
         session,
         principal,
-        action="delete",
+        source,
+        lambda: store.delete_source(session, source, expected_version=expected),
         entity_type="source",
-        entity_id=source_id,
-        before=before,
-        after=None,
-        now=resources.clock(),
+        snapshot=store.source_snapshot,
+        clock=resources.clock,
     )
-    await session.commit()
-    return Response(status_code=204)
 
 
 async def _toggle(
