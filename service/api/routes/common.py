@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.api.deps import Principal, etag
@@ -19,6 +20,7 @@ from service.settings import Settings
 from service.storage.audit import record_audit
 
 Snapshot = Callable[[Any], dict[str, Any]]
+PageT = TypeVar("PageT", bound=BaseModel)
 
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000, description="Items to skip.")]
@@ -44,6 +46,19 @@ def with_etag(
     codes: dict[int | str, dict[str, Any]], status: int = 200
 ) -> dict[int | str, dict[str, Any]]:
     return {**codes, status: {"headers": ETAG_HEADER}}
+
+
+def page(
+    page_type: type[PageT],
+    item: Callable[[Any], Any],
+    rows: Sequence[Any],
+    *,
+    total: int,
+    limit: int,
+    offset: int,
+) -> PageT:
+    """One page of a list answer, each row turned into its public form by ``item``."""
+    return page_type(items=[item(row) for row in rows], total=total, limit=limit, offset=offset)
 
 
 def set_etag(response: Response, version: int) -> None:

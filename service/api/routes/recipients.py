@@ -21,6 +21,7 @@ from service.api.routes.common import (
     audited_delete,
     guard_url,
     invalid,
+    page,
     set_etag,
     with_etag,
 )
@@ -76,8 +77,10 @@ async def list_subscribers(
     rows, total = await store.list_subscribers(
         session, status=status, q=q, limit=limit, offset=offset
     )
-    return SubscriberPage(
-        items=[SubscriberPublic.model_validate(row) for row in rows],
+    return page(
+        SubscriberPage,
+        SubscriberPublic.model_validate,
+        rows,
         total=total,
         limit=limit,
         offset=offset,
@@ -232,9 +235,7 @@ async def list_endpoints(
 ) -> EndpointPage:
     """List webhook endpoints by id (secrets are never listed)."""
     rows, total = await store.list_endpoints(session, enabled=enabled, limit=limit, offset=offset)
-    return EndpointPage(
-        items=[_endpoint(row) for row in rows], total=total, limit=limit, offset=offset
-    )
+    return page(EndpointPage, _endpoint, rows, total=total, limit=limit, offset=offset)
 
 
 @router.post(
@@ -470,8 +471,10 @@ async def list_subscriptions(
         limit=limit,
         offset=offset,
     )
-    return SubscriptionPage(
-        items=[SubscriptionPublic.model_validate(row) for row in rows],
+    return page(
+        SubscriptionPage,
+        SubscriptionPublic.model_validate,
+        rows,
         total=total,
         limit=limit,
         offset=offset,

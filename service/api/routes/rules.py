@@ -31,6 +31,7 @@ from service.api.routes.common import (
     audit,
     audited_change,
     audited_delete,
+    page,
     set_etag,
     with_etag,
 )
@@ -75,12 +76,7 @@ async def list_rules(
     rows, total = await store.list_rules(
         session, enabled=enabled, tag=tag, q=q, sort=sort, limit=limit, offset=offset
     )
-    return RulePage(
-        items=[RulePublic.model_validate(row) for row in rows],
-        total=total,
-        limit=limit,
-        offset=offset,
-    )
+    return page(RulePage, RulePublic.model_validate, rows, total=total, limit=limit, offset=offset)
 
 
 @router.post("", status_code=201, responses=with_etag(CREATE, 201), openapi_extra=role("editor"))
@@ -259,8 +255,10 @@ async def rule_versions(
     """The rule's previous states, newest first."""
     await store.get_rule(session, rule_id)
     rows, total = await store.list_versions(session, rule_id, limit=limit, offset=offset)
-    return RuleVersionPage(
-        items=[RuleVersionPublic.model_validate(row) for row in rows],
+    return page(
+        RuleVersionPage,
+        RuleVersionPublic.model_validate,
+        rows,
         total=total,
         limit=limit,
         offset=offset,

@@ -21,6 +21,7 @@ from service.api.routes.common import (
     audited_change,
     audited_delete,
     guard_url,
+    page,
     set_etag,
     with_etag,
 )
@@ -83,11 +84,8 @@ async def list_sources(
         limit=limit,
         offset=offset,
     )
-    return SourcePage(
-        items=[SourcePublic.model_validate(row) for row in rows],
-        total=total,
-        limit=limit,
-        offset=offset,
+    return page(
+        SourcePage, SourcePublic.model_validate, rows, total=total, limit=limit, offset=offset
     )
 
 
