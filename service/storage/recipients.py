@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.models import Subscriber, Subscription, WebhookEndpoint
 from service.exceptions import ConflictError, NotFoundError
-from service.storage.paging import json_text, paginate, snapshot
+from service.storage.paging import contains_text, json_text, paginate, snapshot
 from service.storage.subscriptions import first_due_at
 from service.storage.versioning import bump_version
 
@@ -78,10 +78,7 @@ async def list_subscribers(
     if status is not None:
         statement = statement.where(Subscriber.status == status)
     if q:
-        pattern = f"%{q.lower()}%"
-        statement = statement.where(
-            Subscriber.email.ilike(pattern) | Subscriber.name.ilike(pattern)
-        )
+        statement = statement.where(contains_text(q, Subscriber.email, Subscriber.name))
     return await paginate(
         session, statement, order_by=[Subscriber.id.asc()], limit=limit, offset=offset
     )

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.models import RuleVersion, WatchRule
 from service.exceptions import ConflictError, NotFoundError
-from service.storage.paging import json_text, paginate, snapshot, sort_columns
+from service.storage.paging import contains_text, json_text, paginate, snapshot, sort_columns
 from service.storage.versioning import bump_version, delete_versioned
 
 EDITABLE = ("name", "description", "query", "tags", "enabled", "min_score")
@@ -47,12 +47,7 @@ async def list_rules(
         # Tags are validated slugs, so the quoted form cannot contain LIKE wildcards.
         statement = statement.where(json_text(WatchRule.tags).like(f'%"{tag}"%'))
     if q:
-        pattern = f"%{q.lower()}%"
-        statement = statement.where(
-            WatchRule.name.ilike(pattern)
-            | WatchRule.id.ilike(pattern)
-            | WatchRule.query.ilike(pattern)
-        )
+        statement = statement.where(contains_text(q, WatchRule.name, WatchRule.id, WatchRule.query))
     return await paginate(
         session,
         statement,

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.models import Source
 from service.exceptions import ConflictError, NotFoundError
-from service.storage.paging import paginate, snapshot, sort_columns
+from service.storage.paging import contains_text, paginate, snapshot, sort_columns
 from service.storage.versioning import bump_version, delete_versioned
 
 EDITABLE = (
@@ -65,10 +65,7 @@ async def list_sources(
     if health is not None:
         statement = statement.where(Source.health == health)
     if q:
-        pattern = f"%{q.lower()}%"
-        statement = statement.where(
-            Source.name.ilike(pattern) | Source.id.ilike(pattern) | Source.url.ilike(pattern)
-        )
+        statement = statement.where(contains_text(q, Source.name, Source.id, Source.url))
     return await paginate(
         session,
         statement,
