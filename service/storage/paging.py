@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import ColumnElement
 
+from service.exceptions import NotFoundError
+
 T = TypeVar("T")
 
 
@@ -76,3 +78,15 @@ def contains_text(q: str, *columns: InstrumentedAttribute[Any]) -> ColumnElement
     """The free-text filter of the list endpoints: ``q`` anywhere in any column, any case."""
     pattern = f"%{q.lower()}%"
     return or_(*(column.ilike(pattern) for column in columns))
+
+
+async def get_or_raise(session: AsyncSession, model: type[T], key: Any, what: str) -> T:
+    """The row of ``model`` with primary key ``key``.
+
+    Raises:
+        NotFoundError: there is none (the message names ``what`` and the key).
+    """
+    row = await session.get(model, key)
+    if row is None:
+        raise NotFoundError(f"no {what} {key!r}")
+    return row
