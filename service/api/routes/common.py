@@ -157,6 +157,33 @@ class _Versioned(Protocol):
     def version(self) -> int: ...
 
 
+async def audited_create(
+    session: AsyncSession,
+    principal: Principal,
+    row: _Versioned,
+    *,
+    entity_type: str,
+    snapshot: Snapshot,
+    now: datetime,
+    response: Response,
+    location: str,
+) -> None:
+    """Audit a row just added, commit, and answer its ETag and ``Location``."""
+    await audit(
+        session,
+        principal,
+        action="create",
+        entity_type=entity_type,
+        entity_id=row.id,
+        before=None,
+        after=snapshot(row),
+        now=now,
+    )
+    await session.commit()
+    set_etag(response, row.version)
+    response.headers["Location"] = location
+
+
 @asynccontextmanager
 async def audited_change(
     session: AsyncSession,

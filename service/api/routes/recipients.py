@@ -18,6 +18,7 @@ from service.api.routes.common import (
     Offset,
     audit,
     audited_change,
+    audited_create,
     audited_delete,
     guard_url,
     invalid,
@@ -106,19 +107,16 @@ async def add_subscriber(
     row = await create_subscriber(
         session, email=body.email, name=body.name, status=body.status, now=now
     )
-    await audit(
+    await audited_create(
         session,
         principal,
-        action="create",
+        row,
         entity_type="subscriber",
-        entity_id=row.id,
-        before=None,
-        after=store.subscriber_snapshot(row),
+        snapshot=store.subscriber_snapshot,
         now=now,
+        response=response,
+        location=f"/subscribers/{row.id}",
     )
-    await session.commit()
-    set_etag(response, row.version)
-    response.headers["Location"] = f"/subscribers/{row.id}"
     return SubscriberPublic.model_validate(row)
 
 
@@ -258,19 +256,16 @@ async def add_endpoint(
     now = resources.clock()
     secret = generate_secret()
     row = await create_endpoint(session, name=body.name, url=body.url, secret=secret, now=now)
-    await audit(
+    await audited_create(
         session,
         principal,
-        action="create",
+        row,
         entity_type="endpoint",
-        entity_id=row.id,
-        before=None,
-        after=store.endpoint_snapshot(row),
+        snapshot=store.endpoint_snapshot,
         now=now,
+        response=response,
+        location=f"/endpoints/{row.id}",
     )
-    await session.commit()
-    set_etag(response, row.version)
-    response.headers["Location"] = f"/endpoints/{row.id}"
     response.headers["Cache-Control"] = "no-store"
     return EndpointCreated(**_endpoint(row).model_dump(), secret=secret)
 
@@ -511,19 +506,16 @@ async def add_subscription(
     if not body.enabled:
         row.enabled = False
         await session.flush()
-    await audit(
+    await audited_create(
         session,
         principal,
-        action="create",
+        row,
         entity_type="subscription",
-        entity_id=row.id,
-        before=None,
-        after=store.subscription_snapshot(row),
+        snapshot=store.subscription_snapshot,
         now=now,
+        response=response,
+        location=f"/subscriptions/{row.id}",
     )
-    await session.commit()
-    set_etag(response, row.version)
-    response.headers["Location"] = f"/subscriptions/{row.id}"
     return SubscriptionPublic.model_validate(row)
 
 

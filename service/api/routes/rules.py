@@ -28,8 +28,8 @@ from service.api.routes.common import (
     READ_ONE,
     Limit,
     Offset,
-    audit,
     audited_change,
+    audited_create,
     audited_delete,
     page,
     set_etag,
@@ -90,19 +90,16 @@ async def create_rule(
     """Add a rule. The query is parsed first: a malformed one answers 422 with its position."""
     now = resources.clock()
     rule = await store.create_rule(session, body.model_dump(), now=now)
-    await audit(
+    await audited_create(
         session,
         principal,
-        action="create",
+        rule,
         entity_type="rule",
-        entity_id=rule.id,
-        before=None,
-        after=store.rule_snapshot(rule),
+        snapshot=store.rule_snapshot,
         now=now,
+        response=response,
+        location=f"/rules/{rule.id}",
     )
-    await session.commit()
-    set_etag(response, rule.version)
-    response.headers["Location"] = f"/rules/{rule.id}"
     return RulePublic.model_validate(rule)
 
 

@@ -19,6 +19,7 @@ from service.api.routes.common import (
     Offset,
     audit,
     audited_change,
+    audited_create,
     audited_delete,
     guard_url,
     page,
@@ -103,19 +104,16 @@ async def create_source(
     await guard_url(request, body.url)
     now = resources.clock()
     source = await store.create_source(session, body.model_dump(), now=now)
-    await audit(
+    await audited_create(
         session,
         principal,
-        action="create",
+        source,
         entity_type="source",
-        entity_id=source.id,
-        before=None,
-        after=store.source_snapshot(source),
+        snapshot=store.source_snapshot,
         now=now,
+        response=response,
+        location=f"/sources/{source.id}",
     )
-    await session.commit()
-    set_etag(response, source.version)
-    response.headers["Location"] = f"/sources/{source.id}"
     return SourcePublic.model_validate(source)
 
 
