@@ -24,7 +24,7 @@ from starlette.datastructures import FormData
 from alerts.render import render_confirmation
 from service.db.models import Subscriber, Subscription
 from service.notify.email import Mailer, SmtpOptions, build_message, make_message_id
-from service.notify.tokens import InvalidTokenError, Purpose, make_token, verify_token
+from service.notify.tokens import InvalidTokenError, Purpose, subscription_link, verify_token
 from service.runtime import Resources
 from service.storage.lifecycle import (
     Consent,
@@ -459,15 +459,12 @@ def _prefs_of(sub: Subscription) -> Preferences:
 def _prefs_page(
     context: dict[str, Any], *, email: str, token: str, resources: Resources, subscription_id: int
 ) -> dict[str, Any]:
-    unsubscribe_token = make_token(
-        resources.secret_key, purpose="unsubscribe", subject=str(subscription_id), expires_at=None
-    )
     return {
         **context,
         "title": "Your preferences",
         "email": email,
         "action": f"/p/{token}",
-        "unsubscribe_url": f"/u/{unsubscribe_token}",
+        "unsubscribe_url": subscription_link(resources.secret_key, "unsubscribe", subscription_id),
     }
 
 

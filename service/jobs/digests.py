@@ -40,7 +40,7 @@ from service.db.models import (
     WebhookEndpoint,
 )
 from service.notify.email import Mailer, MailerConnection, SmtpOptions, build_message
-from service.notify.tokens import make_token
+from service.notify.tokens import subscription_link
 from service.notify.webhook import WebhookSender, retry_delay, should_disable
 from service.runtime import Resources
 from service.safety import check_url
@@ -694,19 +694,10 @@ def _update_endpoint_health(
 
 def _links(resources: Resources, subscription_id: int) -> tuple[str, str]:
     base = resources.settings.public_base_url
-    unsubscribe = make_token(
-        resources.secret_key,
-        purpose="unsubscribe",
-        subject=str(subscription_id),
-        expires_at=None,
+    return (
+        subscription_link(resources.secret_key, "unsubscribe", subscription_id, base_url=base),
+        subscription_link(resources.secret_key, "preferences", subscription_id, base_url=base),
     )
-    preferences = make_token(
-        resources.secret_key,
-        purpose="preferences",
-        subject=str(subscription_id),
-        expires_at=None,
-    )
-    return f"{base}/u/{unsubscribe}", f"{base}/p/{preferences}"
 
 
 async def _send_email(

@@ -118,3 +118,28 @@ def hash_token(token: str) -> str:
 def token_matches(token: str, stored_hash: str) -> bool:
     """Compare a presented single-use token with a stored hash in constant time."""
     return hmac.compare_digest(hash_token(token), stored_hash)
+
+
+# The public routes that take a subscription's never-expiring token (see service.api.public).
+_LINK_PATHS: dict[Purpose, str] = {"unsubscribe": "u", "preferences": "p"}
+
+
+def subscription_link(
+    secret: bytes,
+    purpose: Literal["unsubscribe", "preferences"],
+    subscription_id: int,
+    *,
+    base_url: str = "",
+) -> str:
+    """The link that unsubscribes or opens the preferences of a subscription.
+
+    Its token never expires, so links in old e-mails keep working.
+
+    Args:
+        secret: the token secret (see ``make_token``).
+        purpose: which page the link opens.
+        subscription_id: the subscription it applies to.
+        base_url: the public origin without a trailing slash; empty for a site-relative link.
+    """
+    token = make_token(secret, purpose=purpose, subject=str(subscription_id), expires_at=None)
+    return f"{base_url}/{_LINK_PATHS[purpose]}/{token}"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import alerts
 from service.db.models import Article, Source, WatchRule
+from service.storage.articles_query import to_alerts_article
 
 
 async def list_articles_since(
@@ -38,22 +38,7 @@ async def list_articles_since(
             .limit(limit)
         )
     ).all()
-    return [
-        alerts.Article(
-            id=str(article.id),
-            title=article.title,
-            body=article.text or article.summary,
-            url=article.url,
-            source=article.source_id,
-            domain=urlsplit(article.url).hostname or "",
-            tier=tier,
-            lang=article.language or "",
-            countries=frozenset(article.countries),
-            entities=frozenset(article.entities),
-            published=article.published_at,
-        )
-        for article, tier in rows
-    ]
+    return [to_alerts_article(article, tier=tier) for article, tier in rows]
 
 
 async def list_enabled_rule_specs(session: AsyncSession) -> list[alerts.RuleSpec]:

@@ -6,10 +6,12 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, String, cast, func, select
+from sqlalchemy import Select, String, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import ColumnElement
+
+from service.exceptions import NotFoundError
 
 T = TypeVar("T")
 
@@ -70,3 +72,21 @@ def snapshot(row: Any, fields: Sequence[str]) -> dict[str, Any]:
 def json_text(column: Any) -> ColumnElement[str]:
     """A JSON column as text, to find a quoted value in a list with LIKE (SQLite and PG)."""
     return cast(column, String)
+
+
+def contains_text(q: str, *columns: InstrumentedAttribute[Any]) -> ColumnElement[bool]:
+    """The free-text filter of the list endpoints: ``q`` anywhere in any column, any case."""
+    pattern = f"%{q.lower()}%"
+    return or_(*(column.ilike(pattern) for column in columns))
+
+
+async def get_or_raise(session: AsyncSession, model: type[T], key: Any, what: str) -> T:
+    """The row of ``model`` with primary key ``key``.
+
+    Raises:
+        NotFoundError: there is none (the message names ``what`` and the key).
+    """
+    row = await session.get(model, key)
+    if row is None:
+        raise NotFoundError(f"no {what} {key!r}")
+    return row

@@ -14,8 +14,8 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.models import Subscriber, Subscription, WebhookEndpoint
-from service.exceptions import ConflictError, NotFoundError
-from service.storage.paging import json_text, paginate, snapshot
+from service.exceptions import ConflictError
+from service.storage.paging import contains_text, get_or_raise, json_text, paginate, snapshot
 from service.storage.subscriptions import first_due_at
 from service.storage.versioning import bump_version
 
@@ -60,10 +60,7 @@ def subscription_snapshot(row: Subscription) -> dict[str, Any]:
 
 
 async def get_subscriber(session: AsyncSession, subscriber_id: int) -> Subscriber:
-    row = await session.get(Subscriber, subscriber_id)
-    if row is None:
-        raise NotFoundError(f"no subscriber {subscriber_id}")
-    return row
+    return await get_or_raise(session, Subscriber, subscriber_id, "subscriber")
 
 
 async def list_subscribers(
@@ -78,10 +75,7 @@ async def list_subscribers(
     if status is not None:
         statement = statement.where(Subscriber.status == status)
     if q:
-        pattern = f"%{q.lower()}%"
-        statement = statement.where(
-            Subscriber.email.ilike(pattern) | Subscriber.name.ilike(pattern)
-        )
+        statement = statement.where(contains_text(q, Subscriber.email, Subscriber.name))
     return await paginate(
         session, statement, order_by=[Subscriber.id.asc()], limit=limit, offset=offset
     )
@@ -128,10 +122,7 @@ async def update_subscriber(
 
 
 async def get_endpoint(session: AsyncSession, endpoint_id: int) -> WebhookEndpoint:
-    row = await session.get(WebhookEndpoint, endpoint_id)
-    if row is None:
-        raise NotFoundError(f"no webhook endpoint {endpoint_id}")
-    return row
+    return await get_or_raise(session, WebhookEndpoint, endpoint_id, "webhook endpoint")
 
 
 async def list_endpoints(
@@ -217,10 +208,7 @@ async def rotate_endpoint_secret(
 
 
 async def get_subscription(session: AsyncSession, subscription_id: int) -> Subscription:
-    row = await session.get(Subscription, subscription_id)
-    if row is None:
-        raise NotFoundError(f"no subscription {subscription_id}")
-    return row
+    return await get_or_raise(session, Subscription, subscription_id, "subscription")
 
 
 async def list_subscriptions(

@@ -10,9 +10,16 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.models import RuleVersion, WatchRule
-from service.exceptions import ConflictError, NotFoundError
-from service.storage.paging import json_text, paginate, snapshot, sort_columns
-from service.storage.versioning import bump_version, delete_versioned
+from service.exceptions import ConflictError
+from service.storage.paging import (
+    contains_text,
+    get_or_raise,
+    json_text,
+    paginate,
+    snapshot,
+    sort_columns,
+)
+from service.storage.versioning import bump_version, delete_versioned, set_fields
 
 EDITABLE = ("name", "description", "query", "tags", "enabled", "min_score")
 AUDITED = ("id", *EDITABLE, "origin", "version")
@@ -24,10 +31,7 @@ def rule_snapshot(rule: WatchRule) -> dict[str, Any]:
 
 
 async def get_rule(session: AsyncSession, rule_id: str) -> WatchRule:
-    rule = await session.get(WatchRule, rule_id)
-    if rule is None:
-        raise NotFoundError(f"no rule {rule_id!r}")
-    return rule
+    return await get_or_raise(session, WatchRule, rule_id, "rule")
 
 
 async def list_rules(
@@ -47,12 +51,7 @@ async def list_rules(
         # Tags are validated slugs, so the quoted form cannot contain LIKE wildcards.
         statement = statement.where(json_text(WatchRule.tags).like(f'%"{tag}"%'))
     if q:
-        pattern = f"%{q.lower()}%"
-        statement = statement.where(
-            WatchRule.name.ilike(pattern)
-            | WatchRule.id.ilike(pattern)
-            | WatchRule.query.ilike(pattern)
-        )
+        statement = statement.where(contains_text(q, WatchRule.name, WatchRule.id, WatchRule.query))
     return await paginate(
         session,
         statement,
@@ -105,10 +104,7 @@ async def update_rule(
     )
     await bump_version(session, rule, expected_version)
     session.add(previous)
-    for name, value in changes.items():
-        if name in EDITABLE:
-            setattr(rule, name, value)
-    rule.updated_at = now
+    set_fields(rule, changes, EDITABLE, now=now)
     await session.flush()
     return rule
 

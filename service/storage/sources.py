@@ -10,9 +10,9 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.models import Source
-from service.exceptions import ConflictError, NotFoundError
-from service.storage.paging import paginate, snapshot, sort_columns
-from service.storage.versioning import bump_version, delete_versioned
+from service.exceptions import ConflictError
+from service.storage.paging import contains_text, get_or_raise, paginate, snapshot, sort_columns
+from service.storage.versioning import bump_version, delete_versioned, set_fields
 
 EDITABLE = (
     "name",
@@ -34,10 +34,7 @@ def source_snapshot(source: Source) -> dict[str, Any]:
 
 
 async def get_source(session: AsyncSession, source_id: str) -> Source:
-    source = await session.get(Source, source_id)
-    if source is None:
-        raise NotFoundError(f"no source {source_id!r}")
-    return source
+    return await get_or_raise(session, Source, source_id, "source")
 
 
 async def list_sources(
@@ -65,10 +62,7 @@ async def list_sources(
     if health is not None:
         statement = statement.where(Source.health == health)
     if q:
-        pattern = f"%{q.lower()}%"
-        statement = statement.where(
-            Source.name.ilike(pattern) | Source.id.ilike(pattern) | Source.url.ilike(pattern)
-        )
+        statement = statement.where(contains_text(q, Source.name, Source.id, Source.url))
     return await paginate(
         session,
         statement,
@@ -129,10 +123,7 @@ async def update_source(
         source.next_poll_at = now
     if changes.get("enabled") is True and not source.enabled:
         source.next_poll_at = now
-    for name, value in changes.items():
-        if name in EDITABLE:
-            setattr(source, name, value)
-    source.updated_at = now
+    set_fields(source, changes, EDITABLE, now=now)
     await session.flush()
     return source
 

@@ -8,6 +8,8 @@ silently overwriting the first.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, update
@@ -59,3 +61,13 @@ async def delete_versioned(session: AsyncSession, row: Any, expected: int) -> No
     if result.rowcount != 1:
         raise PreconditionFailedError()
     session.expunge(row)
+
+
+def set_fields(
+    row: Any, changes: Mapping[str, Any], editable: Collection[str], *, now: datetime
+) -> None:
+    """Copy the ``editable`` fields of ``changes`` onto ``row`` and stamp ``updated_at``."""
+    for name, value in changes.items():
+        if name in editable:
+            setattr(row, name, value)
+    row.updated_at = now

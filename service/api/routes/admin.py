@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
@@ -18,6 +20,7 @@ from service.api.routes.common import (
     Until,
     audit,
     aware,
+    page,
 )
 from service.api.schemas import (
     AuditPage,
@@ -32,6 +35,7 @@ from service.api.schemas import (
     KeyPage,
     KeyPublic,
 )
+from service.db.models import Delivery
 from service.exceptions import NotFoundError
 from service.storage import deliveries as delivery_store
 from service.storage import keys as key_store
@@ -70,11 +74,8 @@ async def list_deliveries(
         limit=limit,
         offset=offset,
     )
-    return DeliveryPage(
-        items=[DeliveryPublic.model_validate(row) for row in rows],
-        total=total,
-        limit=limit,
-        offset=offset,
+    return page(
+        DeliveryPage, DeliveryPublic.model_validate, rows, total=total, limit=limit, offset=offset
     )
 
 
@@ -106,22 +107,14 @@ async def retry_delivery(
 
     The retry keeps the delivery's Message-ID / webhook-id, so receivers can deduplicate.
     """
-    delivery, _attempts = await delivery_store.get_delivery(session, delivery_id)
-    before = {"status": delivery.status, "attempts": delivery.attempts}
-    now = resources.clock()
-    await delivery_store.retry_delivery(session, delivery, now=now)
-    await audit(
+    return await _send_again(
         session,
+        resources,
         principal,
-        action="retry",
-        entity_type="delivery",
-        entity_id=delivery.id,
-        before=before,
-        after={"status": delivery.status, "next_attempt_at": now.isoformat()},
-        now=now,
+        delivery_id,
+        "retry",
+        lambda delivery, now: delivery_store.retry_delivery(session, delivery, now=now),
     )
-    await session.commit()
-    return DeliveryPublic.model_validate(delivery)
 
 
 @router.post(
@@ -139,14 +132,33 @@ async def replay_delivery(
     (and an e-mail its original Message-ID), with a fresh timestamp and signature. 409 while
     the delivery is still pending, waiting for a retry or being sent.
     """
+    return await _send_again(
+        session,
+        resources,
+        principal,
+        delivery_id,
+        "replay",
+        lambda delivery, now: delivery_store.replay_delivery(session, delivery.id, now=now),
+    )
+
+
+async def _send_again(
+    session: SessionDep,
+    resources: ResourcesDep,
+    principal: Admin,
+    delivery_id: int,
+    action: str,
+    queue: Callable[[Delivery, datetime], Awaitable[Delivery]],
+) -> DeliveryPublic:
+    """Queue a delivery again with ``queue`` (retry or replay), audit it and commit."""
     delivery, _attempts = await delivery_store.get_delivery(session, delivery_id)
     before = {"status": delivery.status, "attempts": delivery.attempts}
     now = resources.clock()
-    await delivery_store.replay_delivery(session, delivery_id, now=now)
+    await queue(delivery, now)
     await audit(
         session,
         principal,
-        action="replay",
+        action=action,
         entity_type="delivery",
         entity_id=delivery.id,
         before=before,
@@ -172,8 +184,10 @@ async def list_keys(
     rows = await key_store.list_keys(session)
     if revoked is not None:
         rows = [row for row in rows if (row.revoked_at is not None) == revoked]
-    return KeyPage(
-        items=[KeyPublic.model_validate(row) for row in rows[offset : offset + limit]],
+    return page(
+        KeyPage,
+        KeyPublic.model_validate,
+        rows[offset : offset + limit],
         total=len(rows),
         limit=limit,
         offset=offset,
@@ -267,9 +281,6 @@ async def read_audit(
         limit=limit,
         offset=offset,
     )
-    return AuditPage(
-        items=[AuditPublic.model_validate(row) for row in rows],
-        total=total,
-        limit=limit,
-        offset=offset,
+    return page(
+        AuditPage, AuditPublic.model_validate, rows, total=total, limit=limit, offset=offset
     )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.api.deps import Principal, etag
@@ -15,6 +18,9 @@ from service.exceptions import UnsafeURLError
 from service.safety import Resolver, check_url
 from service.settings import Settings
 from service.storage.audit import record_audit
+
+Snapshot = Callable[[Any], dict[str, Any]]
+PageT = TypeVar("PageT", bound=BaseModel)
 
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000, description="Items to skip.")]
@@ -40,6 +46,19 @@ def with_etag(
     codes: dict[int | str, dict[str, Any]], status: int = 200
 ) -> dict[int | str, dict[str, Any]]:
     return {**codes, status: {"headers": ETAG_HEADER}}
+
+
+def page(
+    page_type: type[PageT],
+    item: Callable[[Any], Any],
+    rows: Sequence[Any],
+    *,
+    total: int,
+    limit: int,
+    offset: int,
+) -> PageT:
+    """One page of a list answer, each row turned into its public form by ``item``."""
+    return page_type(items=[item(row) for row in rows], total=total, limit=limit, offset=offset)
 
 
 def set_etag(response: Response, version: int) -> None:
@@ -128,3 +147,98 @@ async def audit(
         before=before,
         after=after,
     )
+
+
+class _Versioned(Protocol):
+    @property
+    def id(self) -> Any: ...
+
+    @property
+    def version(self) -> int: ...
+
+
+async def audited_create(
+    session: AsyncSession,
+    principal: Principal,
+    row: _Versioned,
+    *,
+    entity_type: str,
+    snapshot: Snapshot,
+    now: datetime,
+    response: Response,
+    location: str,
+) -> None:
+    """Audit a row just added, commit, and answer its ETag and ``Location``."""
+    await audit(
+        session,
+        principal,
+        action="create",
+        entity_type=entity_type,
+        entity_id=row.id,
+        before=None,
+        after=snapshot(row),
+        now=now,
+    )
+    await session.commit()
+    set_etag(response, row.version)
+    response.headers["Location"] = location
+
+
+@asynccontextmanager
+async def audited_change(
+    session: AsyncSession,
+    principal: Principal,
+    row: _Versioned,
+    *,
+    action: str,
+    entity_type: str,
+    snapshot: Snapshot,
+    now: datetime,
+    response: Response,
+) -> AsyncIterator[None]:
+    """Wrap a change of a versioned row: audit it before/after, commit, answer the new ETag.
+
+    The ``async with`` body makes the change; if it raises, nothing is audited or committed.
+    """
+    before = snapshot(row)
+    yield
+    await audit(
+        session,
+        principal,
+        action=action,
+        entity_type=entity_type,
+        entity_id=row.id,
+        before=before,
+        after=snapshot(row),
+        now=now,
+    )
+    await session.commit()
+    set_etag(response, row.version)
+
+
+async def audited_delete(
+    session: AsyncSession,
+    principal: Principal,
+    row: _Versioned,
+    remove: Callable[[], Awaitable[None]],
+    *,
+    entity_type: str,
+    snapshot: Snapshot,
+    clock: Callable[[], datetime],
+) -> Response:
+    """Delete a row with ``remove`` (which checks its version), audit it, commit; answer 204."""
+    before = snapshot(row)
+    entity_id = row.id
+    await remove()
+    await audit(
+        session,
+        principal,
+        action="delete",
+        entity_type=entity_type,
+        entity_id=entity_id,
+        before=before,
+        after=None,
+        now=clock(),
+    )
+    await session.commit()
+    return Response(status_code=204)

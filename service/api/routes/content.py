@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from service.api.deps import SessionDep, Viewer, role
-from service.api.routes.common import READ, READ_ONE, Limit, Offset, Since, Until, aware
+from service.api.routes.common import READ, READ_ONE, Limit, Offset, Since, Until, aware, page
 from service.api.schemas import (
     COUNTRY_PATTERN,
     ArticlePage,
@@ -72,11 +72,8 @@ async def list_articles(
     rows, total = await store.list_articles(
         session, filters, story_id=story_id, limit=limit, offset=offset
     )
-    return ArticlePage(
-        items=[ArticlePublic.model_validate(row) for row in rows],
-        total=total,
-        limit=limit,
-        offset=offset,
+    return page(
+        ArticlePage, ArticlePublic.model_validate, rows, total=total, limit=limit, offset=offset
     )
 
 
@@ -106,11 +103,8 @@ async def list_stories(
     """
     filters = _filters(rule_id, source_id, tier, country, since, until, q)
     rows, total = await store.list_stories(session, filters, limit=limit, offset=offset)
-    return StoryPage(
-        items=[StoryPublic.model_validate(row) for row in rows],
-        total=total,
-        limit=limit,
-        offset=offset,
+    return page(
+        StoryPage, StoryPublic.model_validate, rows, total=total, limit=limit, offset=offset
     )
 
 
@@ -147,24 +141,20 @@ async def list_matches(
         limit=limit,
         offset=offset,
     )
-    return MatchPage(
-        items=[
-            MatchPublic(
-                article_id=row.match.article_id,
-                rule_id=row.match.rule_id,
-                score=row.match.score,
-                terms=row.match.terms,
-                snippet=row.match.snippet,
-                highlights=row.match.highlights,
-                matched_at=row.match.matched_at,
-                source_id=row.article.source_id,
-                title=row.article.title,
-                url=row.article.url,
-                published_at=row.article.published_at,
-            )
-            for row in rows
-        ],
-        total=total,
-        limit=limit,
-        offset=offset,
+    return page(MatchPage, _match, rows, total=total, limit=limit, offset=offset)
+
+
+def _match(row: store.MatchRow) -> MatchPublic:
+    return MatchPublic(
+        article_id=row.match.article_id,
+        rule_id=row.match.rule_id,
+        score=row.match.score,
+        terms=row.match.terms,
+        snippet=row.match.snippet,
+        highlights=row.match.highlights,
+        matched_at=row.match.matched_at,
+        source_id=row.article.source_id,
+        title=row.article.title,
+        url=row.article.url,
+        published_at=row.article.published_at,
     )

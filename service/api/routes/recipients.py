@@ -17,8 +17,12 @@ from service.api.routes.common import (
     Limit,
     Offset,
     audit,
+    audited_change,
+    audited_create,
+    audited_delete,
     guard_url,
     invalid,
+    page,
     set_etag,
     with_etag,
 )
@@ -74,8 +78,10 @@ async def list_subscribers(
     rows, total = await store.list_subscribers(
         session, status=status, q=q, limit=limit, offset=offset
     )
-    return SubscriberPage(
-        items=[SubscriberPublic.model_validate(row) for row in rows],
+    return page(
+        SubscriberPage,
+        SubscriberPublic.model_validate,
+        rows,
         total=total,
         limit=limit,
         offset=offset,
@@ -101,19 +107,16 @@ async def add_subscriber(
     row = await create_subscriber(
         session, email=body.email, name=body.name, status=body.status, now=now
     )
-    await audit(
+    await audited_create(
         session,
         principal,
-        action="create",
+        row,
         entity_type="subscriber",
-        entity_id=row.id,
-        before=None,
-        after=store.subscriber_snapshot(row),
+        snapshot=store.subscriber_snapshot,
         now=now,
+        response=response,
+        location=f"/subscribers/{row.id}",
     )
-    await session.commit()
-    set_etag(response, row.version)
-    response.headers["Location"] = f"/subscribers/{row.id}"
     return SubscriberPublic.model_validate(row)
 
 
@@ -150,20 +153,19 @@ async def update_subscriber(
     row = await store.get_subscriber(session, subscriber_id)
     expected = expect_version(if_match, row.version)
     now = resources.clock()
-    before = store.subscriber_snapshot(row)
-    await store.update_subscriber(session, row, body.changes(), expected_version=expected, now=now)
-    await audit(
+    async with audited_change(
         session,
         principal,
+        row,
         action="update",
         entity_type="subscriber",
-        entity_id=row.id,
-        before=before,
-        after=store.subscriber_snapshot(row),
+        snapshot=store.subscriber_snapshot,
         now=now,
-    )
-    await session.commit()
-    set_etag(response, row.version)
+        response=response,
+    ):
+        await store.update_subscriber(
+            session, row, body.changes(), expected_version=expected, now=now
+        )
     return SubscriberPublic.model_validate(row)
 
 
@@ -184,20 +186,15 @@ async def delete_subscriber(
     """Delete a subscriber and their subscriptions (erasure). ``If-Match`` is required."""
     row = await store.get_subscriber(session, subscriber_id)
     expected = expect_version(if_match, row.version)
-    before = store.subscriber_snapshot(row)
-    await delete_versioned(session, row, expected)
-    await audit(
+    return await audited_delete(
         session,
         principal,
-        action="delete",
+        row,
+        lambda: delete_versioned(session, row, expected),
         entity_type="subscriber",
-        entity_id=subscriber_id,
-        before=before,
-        after=None,
-        now=resources.clock(),
+        snapshot=store.subscriber_snapshot,
+        clock=resources.clock,
     )
-    await session.commit()
-    return Response(status_code=204)
 
 
 # --- webhook endpoints -----------------------------------------------------------------------
@@ -236,9 +233,7 @@ async def list_endpoints(
 ) -> EndpointPage:
     """List webhook endpoints by id (secrets are never listed)."""
     rows, total = await store.list_endpoints(session, enabled=enabled, limit=limit, offset=offset)
-    return EndpointPage(
-        items=[_endpoint(row) for row in rows], total=total, limit=limit, offset=offset
-    )
+    return page(EndpointPage, _endpoint, rows, total=total, limit=limit, offset=offset)
 
 
 @router.post(
@@ -261,19 +256,16 @@ async def add_endpoint(
     now = resources.clock()
     secret = generate_secret()
     row = await create_endpoint(session, name=body.name, url=body.url, secret=secret, now=now)
-    await audit(
+    await audited_create(
         session,
         principal,
-        action="create",
+        row,
         entity_type="endpoint",
-        entity_id=row.id,
-        before=None,
-        after=store.endpoint_snapshot(row),
+        snapshot=store.endpoint_snapshot,
         now=now,
+        response=response,
+        location=f"/endpoints/{row.id}",
     )
-    await session.commit()
-    set_etag(response, row.version)
-    response.headers["Location"] = f"/endpoints/{row.id}"
     response.headers["Cache-Control"] = "no-store"
     return EndpointCreated(**_endpoint(row).model_dump(), secret=secret)
 
@@ -315,20 +307,17 @@ async def update_endpoint(
     if "url" in changes:
         await guard_url(request, changes["url"])
     now = resources.clock()
-    before = store.endpoint_snapshot(row)
-    await store.update_endpoint(session, row, changes, expected_version=expected, now=now)
-    await audit(
+    async with audited_change(
         session,
         principal,
+        row,
         action="update",
         entity_type="endpoint",
-        entity_id=row.id,
-        before=before,
-        after=store.endpoint_snapshot(row),
+        snapshot=store.endpoint_snapshot,
         now=now,
-    )
-    await session.commit()
-    set_etag(response, row.version)
+        response=response,
+    ):
+        await store.update_endpoint(session, row, changes, expected_version=expected, now=now)
     return _endpoint(row)
 
 
@@ -349,20 +338,15 @@ async def delete_endpoint(
     """Delete an endpoint and its subscriptions. ``If-Match`` is required."""
     row = await store.get_endpoint(session, endpoint_id)
     expected = expect_version(if_match, row.version)
-    before = store.endpoint_snapshot(row)
-    await delete_versioned(session, row, expected)
-    await audit(
+    return await audited_delete(
         session,
         principal,
-        action="delete",
+        row,
+        lambda: delete_versioned(session, row, expected),
         entity_type="endpoint",
-        entity_id=endpoint_id,
-        before=before,
-        after=None,
-        now=resources.clock(),
+        snapshot=store.endpoint_snapshot,
+        clock=resources.clock,
     )
-    await session.commit()
-    return Response(status_code=204)
 
 
 @router.post(
@@ -387,28 +371,25 @@ async def rotate_secret(
     row = await store.get_endpoint(session, endpoint_id)
     expected = expect_version(if_match, row.version)
     now = resources.clock()
-    before = store.endpoint_snapshot(row)
     secret = generate_secret()
-    await store.rotate_endpoint_secret(
-        session,
-        row,
-        new_secret=secret,
-        overlap=timedelta(hours=body.overlap_hours),
-        expected_version=expected,
-        now=now,
-    )
-    await audit(
+    async with audited_change(
         session,
         principal,
+        row,
         action="rotate_secret",
         entity_type="endpoint",
-        entity_id=row.id,
-        before=before,
-        after=store.endpoint_snapshot(row),
+        snapshot=store.endpoint_snapshot,
         now=now,
-    )
-    await session.commit()
-    set_etag(response, row.version)
+        response=response,
+    ):
+        await store.rotate_endpoint_secret(
+            session,
+            row,
+            new_secret=secret,
+            overlap=timedelta(hours=body.overlap_hours),
+            expected_version=expected,
+            now=now,
+        )
     response.headers["Cache-Control"] = "no-store"
     return SecretRotated(endpoint=_endpoint(row), secret=secret)
 
@@ -485,8 +466,10 @@ async def list_subscriptions(
         limit=limit,
         offset=offset,
     )
-    return SubscriptionPage(
-        items=[SubscriptionPublic.model_validate(row) for row in rows],
+    return page(
+        SubscriptionPage,
+        SubscriptionPublic.model_validate,
+        rows,
         total=total,
         limit=limit,
         offset=offset,
@@ -523,19 +506,16 @@ async def add_subscription(
     if not body.enabled:
         row.enabled = False
         await session.flush()
-    await audit(
+    await audited_create(
         session,
         principal,
-        action="create",
+        row,
         entity_type="subscription",
-        entity_id=row.id,
-        before=None,
-        after=store.subscription_snapshot(row),
+        snapshot=store.subscription_snapshot,
         now=now,
+        response=response,
+        location=f"/subscriptions/{row.id}",
     )
-    await session.commit()
-    set_etag(response, row.version)
-    response.headers["Location"] = f"/subscriptions/{row.id}"
     return SubscriptionPublic.model_validate(row)
 
 
@@ -574,23 +554,22 @@ async def update_subscription(
     changes = body.changes()
     await _check_references(session, changes.get("rule_ids"), loc=("body", "rule_ids"))
     now = resources.clock()
-    before = store.subscription_snapshot(row)
-    try:
-        await store.update_subscription(session, row, changes, expected_version=expected, now=now)
-    except ValueError as exc:
-        raise invalid(("body",), str(exc)) from exc
-    await audit(
+    async with audited_change(
         session,
         principal,
+        row,
         action="update",
         entity_type="subscription",
-        entity_id=row.id,
-        before=before,
-        after=store.subscription_snapshot(row),
+        snapshot=store.subscription_snapshot,
         now=now,
-    )
-    await session.commit()
-    set_etag(response, row.version)
+        response=response,
+    ):
+        try:
+            await store.update_subscription(
+                session, row, changes, expected_version=expected, now=now
+            )
+        except ValueError as exc:
+            raise invalid(("body",), str(exc)) from exc
     return SubscriptionPublic.model_validate(row)
 
 
@@ -611,17 +590,12 @@ async def delete_subscription(
     """Delete a subscription. ``If-Match`` is required."""
     row = await store.get_subscription(session, subscription_id)
     expected = expect_version(if_match, row.version)
-    before = store.subscription_snapshot(row)
-    await delete_versioned(session, row, expected)
-    await audit(
+    return await audited_delete(
         session,
         principal,
-        action="delete",
+        row,
+        lambda: delete_versioned(session, row, expected),
         entity_type="subscription",
-        entity_id=subscription_id,
-        before=before,
-        after=None,
-        now=resources.clock(),
+        snapshot=store.subscription_snapshot,
+        clock=resources.clock,
     )
-    await session.commit()
-    return Response(status_code=204)

@@ -28,7 +28,10 @@ from service.api.routes.common import (
     READ_ONE,
     Limit,
     Offset,
-    audit,
+    audited_change,
+    audited_create,
+    audited_delete,
+    page,
     set_etag,
     with_etag,
 )
@@ -73,12 +76,7 @@ async def list_rules(
     rows, total = await store.list_rules(
         session, enabled=enabled, tag=tag, q=q, sort=sort, limit=limit, offset=offset
     )
-    return RulePage(
-        items=[RulePublic.model_validate(row) for row in rows],
-        total=total,
-        limit=limit,
-        offset=offset,
-    )
+    return page(RulePage, RulePublic.model_validate, rows, total=total, limit=limit, offset=offset)
 
 
 @router.post("", status_code=201, responses=with_etag(CREATE, 201), openapi_extra=role("editor"))
@@ -92,19 +90,16 @@ async def create_rule(
     """Add a rule. The query is parsed first: a malformed one answers 422 with its position."""
     now = resources.clock()
     rule = await store.create_rule(session, body.model_dump(), now=now)
-    await audit(
+    await audited_create(
         session,
         principal,
-        action="create",
+        rule,
         entity_type="rule",
-        entity_id=rule.id,
-        before=None,
-        after=store.rule_snapshot(rule),
+        snapshot=store.rule_snapshot,
         now=now,
+        response=response,
+        location=f"/rules/{rule.id}",
     )
-    await session.commit()
-    set_etag(response, rule.version)
-    response.headers["Location"] = f"/rules/{rule.id}"
     return RulePublic.model_validate(rule)
 
 
@@ -212,22 +207,19 @@ async def update_rule(
         set_etag(response, rule.version)
         return RulePublic.model_validate(rule)
     now = resources.clock()
-    before = store.rule_snapshot(rule)
-    await store.update_rule(
-        session, rule, changes, expected_version=expected, actor=principal.name, now=now
-    )
-    await audit(
+    async with audited_change(
         session,
         principal,
+        rule,
         action="update",
         entity_type="rule",
-        entity_id=rule.id,
-        before=before,
-        after=store.rule_snapshot(rule),
+        snapshot=store.rule_snapshot,
         now=now,
-    )
-    await session.commit()
-    set_etag(response, rule.version)
+        response=response,
+    ):
+        await store.update_rule(
+            session, rule, changes, expected_version=expected, actor=principal.name, now=now
+        )
     return RulePublic.model_validate(rule)
 
 
@@ -242,20 +234,15 @@ async def delete_rule(
     """Delete a rule with its versions and matches. ``If-Match`` is required."""
     rule = await store.get_rule(session, rule_id)
     expected = expect_version(if_match, rule.version)
-    before = store.rule_snapshot(rule)
-    await store.delete_rule(session, rule, expected_version=expected)
-    await audit(
+    return await audited_delete(
         session,
         principal,
-        action="delete",
+        rule,
+        lambda: store.delete_rule(session, rule, expected_version=expected),
         entity_type="rule",
-        entity_id=rule_id,
-        before=before,
-        after=None,
-        now=resources.clock(),
+        snapshot=store.rule_snapshot,
+        clock=resources.clock,
     )
-    await session.commit()
-    return Response(status_code=204)
 
 
 @router.get("/{rule_id}/versions", responses=READ_ONE, openapi_extra=role("viewer"))
@@ -265,8 +252,10 @@ async def rule_versions(
     """The rule's previous states, newest first."""
     await store.get_rule(session, rule_id)
     rows, total = await store.list_versions(session, rule_id, limit=limit, offset=offset)
-    return RuleVersionPage(
-        items=[RuleVersionPublic.model_validate(row) for row in rows],
+    return page(
+        RuleVersionPage,
+        RuleVersionPublic.model_validate,
+        rows,
         total=total,
         limit=limit,
         offset=offset,

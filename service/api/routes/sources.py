@@ -18,7 +18,11 @@ from service.api.routes.common import (
     Limit,
     Offset,
     audit,
+    audited_change,
+    audited_create,
+    audited_delete,
     guard_url,
+    page,
     set_etag,
     with_etag,
 )
@@ -81,11 +85,8 @@ async def list_sources(
         limit=limit,
         offset=offset,
     )
-    return SourcePage(
-        items=[SourcePublic.model_validate(row) for row in rows],
-        total=total,
-        limit=limit,
-        offset=offset,
+    return page(
+        SourcePage, SourcePublic.model_validate, rows, total=total, limit=limit, offset=offset
     )
 
 
@@ -103,19 +104,16 @@ async def create_source(
     await guard_url(request, body.url)
     now = resources.clock()
     source = await store.create_source(session, body.model_dump(), now=now)
-    await audit(
+    await audited_create(
         session,
         principal,
-        action="create",
+        source,
         entity_type="source",
-        entity_id=source.id,
-        before=None,
-        after=store.source_snapshot(source),
+        snapshot=store.source_snapshot,
         now=now,
+        response=response,
+        location=f"/sources/{source.id}",
     )
-    await session.commit()
-    set_etag(response, source.version)
-    response.headers["Location"] = f"/sources/{source.id}"
     return SourcePublic.model_validate(source)
 
 
@@ -164,20 +162,17 @@ async def _apply(
     action: str,
 ) -> SourcePublic:
     now = resources.clock()
-    before = store.source_snapshot(source)
-    await store.update_source(session, source, changes, expected_version=expected, now=now)
-    await audit(
+    async with audited_change(
         session,
         principal,
+        source,
         action=action,
         entity_type="source",
-        entity_id=source.id,
-        before=before,
-        after=store.source_snapshot(source),
+        snapshot=store.source_snapshot,
         now=now,
-    )
-    await session.commit()
-    set_etag(response, source.version)
+        response=response,
+    ):
+        await store.update_source(session, source, changes, expected_version=expected, now=now)
     return SourcePublic.model_validate(source)
 
 
@@ -192,20 +187,15 @@ async def delete_source(
     """Delete a source with its articles and their matches. ``If-Match`` is required."""
     source = await store.get_source(session, source_id)
     expected = expect_version(if_match, source.version)
-    before = store.source_snapshot(source)
-    await store.delete_source(session, source, expected_version=expected)
-    await audit(
+    return await audited_delete(
         session,
         principal,
-        action="delete",
+        source,
+        lambda: store.delete_source(session, source, expected_version=expected),
         entity_type="source",
-        entity_id=source_id,
-        before=before,
-        after=None,
-        now=resources.clock(),
+        snapshot=store.source_snapshot,
+        clock=resources.clock,
     )
-    await session.commit()
-    return Response(status_code=204)
 
 
 async def _toggle(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import pytest
 
@@ -9,6 +10,7 @@ from service.notify.tokens import (
     hash_token,
     make_token,
     new_single_use_token,
+    subscription_link,
     token_matches,
     verify_token,
 )
@@ -80,3 +82,16 @@ def test_single_use_tokens_store_only_a_hash() -> None:
     assert token_matches(token, stored)
     assert not token_matches(token + "x", stored)
     assert new_single_use_token()[0] != token
+
+
+@pytest.mark.parametrize(("purpose", "path"), [("unsubscribe", "/u/"), ("preferences", "/p/")])
+def test_subscription_link_opens_its_page_with_a_lasting_token(
+    purpose: Literal["unsubscribe", "preferences"], path: str
+) -> None:
+    link = subscription_link(SECRET, purpose, 42, base_url="https://dealwatch.example")
+    prefix = f"https://dealwatch.example{path}"
+    assert link.startswith(prefix)
+    token = link.removeprefix(prefix)
+    far_future = NOW + timedelta(days=3650)
+    assert verify_token(SECRET, token, purpose=purpose, now=far_future) == "42"
+    assert subscription_link(SECRET, purpose, 42) == f"{path}{token}"
