@@ -16,8 +16,9 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.db.session import make_engine, make_sessionmaker
+from service.notify.email import SmtpOptions
 from service.safety import guarded_transport
-from service.settings import HttpSettings, Settings
+from service.settings import HttpSettings, Settings, SmtpSettings
 
 Clock = Callable[[], datetime]
 
@@ -62,6 +63,19 @@ def make_http_client(settings: HttpSettings) -> httpx.AsyncClient:
         # Every connection re-checks and pins the resolved address (SSRF, DNS rebinding).
         transport=guarded_transport(allow_loopback=settings.allow_loopback, limits=limits),
         trust_env=False,
+    )
+
+
+def smtp_options(settings: SmtpSettings) -> SmtpOptions:
+    """The mailer's options, from the settings (the one place the two meet)."""
+    return SmtpOptions(
+        host=settings.host,
+        port=settings.port,
+        tls=settings.tls,
+        username=settings.username,
+        password=settings.password.get_secret_value() if settings.password else None,
+        timeout=settings.timeout_seconds,
+        pace_seconds=settings.pace_seconds,
     )
 
 

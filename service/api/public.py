@@ -23,9 +23,9 @@ from starlette.datastructures import FormData
 
 from alerts.render import render_confirmation
 from service.db.models import Subscriber, Subscription
-from service.notify.email import Mailer, SmtpOptions, build_message, make_message_id
+from service.notify.email import Mailer, build_message, make_message_id
 from service.notify.tokens import InvalidTokenError, Purpose, subscription_link, verify_token
-from service.runtime import Resources
+from service.runtime import Resources, smtp_options
 from service.storage.lifecycle import (
     Consent,
     InvalidPreferencesError,
@@ -120,19 +120,6 @@ def _invalid_link() -> HTMLResponse:
     )
 
 
-def _smtp_options(resources: Resources) -> SmtpOptions:
-    smtp = resources.settings.smtp
-    return SmtpOptions(
-        host=smtp.host,
-        port=smtp.port,
-        tls=smtp.tls,
-        username=smtp.username,
-        password=smtp.password.get_secret_value() if smtp.password else None,
-        timeout=smtp.timeout_seconds,
-        pace_seconds=smtp.pace_seconds,
-    )
-
-
 async def send_confirmation(
     resources: Resources, *, email: str, subscriber_id: int, token: str
 ) -> str:
@@ -154,7 +141,7 @@ async def send_confirmation(
         unsubscribe_url=None,
         date=resources.clock(),
     )
-    async with Mailer(_smtp_options(resources)).connection() as connection:
+    async with Mailer(smtp_options(resources.settings.smtp)).connection() as connection:
         outcome = await connection.send(message)
     log.info(
         "confirmation e-mail subscriber_id=%s status=%s code=%s",

@@ -39,10 +39,10 @@ from service.db.models import (
     WatchRule,
     WebhookEndpoint,
 )
-from service.notify.email import Mailer, MailerConnection, SmtpOptions, build_message
+from service.notify.email import Mailer, MailerConnection, build_message
 from service.notify.tokens import subscription_link
 from service.notify.webhook import WebhookSender, retry_delay, should_disable
-from service.runtime import Resources
+from service.runtime import Resources, smtp_options
 from service.safety import check_url
 from service.storage.claims import claim_due
 from service.storage.deliveries import active_secrets
@@ -58,19 +58,6 @@ class DeliveryReport:
     delivered: int = 0
     retrying: int = 0
     failed: int = 0
-
-
-def smtp_options(resources: Resources) -> SmtpOptions:
-    smtp = resources.settings.smtp
-    return SmtpOptions(
-        host=smtp.host,
-        port=smtp.port,
-        tls=smtp.tls,
-        username=smtp.username,
-        password=smtp.password.get_secret_value() if smtp.password else None,
-        timeout=smtp.timeout_seconds,
-        pace_seconds=smtp.pace_seconds,
-    )
 
 
 def _send_time(value: str) -> time:
@@ -358,7 +345,7 @@ async def send_due(resources: Resources) -> _SendTotals:
         await session.commit()
     if not ids:
         return _SendTotals()
-    mailer = Mailer(smtp_options(resources))
+    mailer = Mailer(smtp_options(resources.settings.smtp))
     sender = WebhookSender(
         resources.http,
         timeout=resources.settings.http.timeout_seconds,
