@@ -217,6 +217,30 @@ def _channel_hints(xml: bytes) -> tuple[str, int | None]:
     return (language.group(1) if language else ""), (int(ttl.group(1)) if ttl else None)
 
 
+def _item(
+    entry: Mapping[str, Any],
+    base: str,
+    language: str,
+    *,
+    summary: str,
+    published: datetime | None,
+    updated: datetime | None,
+) -> ParsedItem:
+    """One entry of either parser; they differ only in where summary and dates are found."""
+    content = _content_value(entry)
+    return ParsedItem(
+        guid=_text(entry.get("id")) or None,
+        url=_absolute(entry.get("link"), base),
+        title=_text(entry.get("title")),
+        summary_html=summary,
+        content_html="" if content == summary else content,
+        published=published,
+        updated=updated,
+        author=_text(entry.get("author")),
+        language=language,
+    )
+
+
 class FeedParser:
     """Parser for the ``feed`` kind."""
 
@@ -259,23 +283,17 @@ class FeedParser:
         feed = parsed.get("feed") or {}
         language, ttl = ("", None) if body.startswith(b"{") else _channel_hints(body)
         language = _text(feed.get("language")) or language
-        items = []
-        for entry in parsed.get("entries") or []:
-            summary = _text(entry.get("description"))
-            content = _content_value(entry)
-            items.append(
-                ParsedItem(
-                    guid=_text(entry.get("id")) or None,
-                    url=_absolute(entry.get("link"), url),
-                    title=_text(entry.get("title")),
-                    summary_html=summary,
-                    content_html="" if content == summary else content,
-                    published=_aware(entry.get("published")),
-                    updated=_aware(entry.get("updated")),
-                    author=_text(entry.get("author")),
-                    language=language,
-                )
+        items = [
+            _item(
+                entry,
+                url,
+                language,
+                summary=_text(entry.get("description")),
+                published=_aware(entry.get("published")),
+                updated=_aware(entry.get("updated")),
             )
+            for entry in parsed.get("entries") or []
+        ]
         return ParsedDocument(
             items=tuple(items),
             title=_text(feed.get("title")),
@@ -295,23 +313,17 @@ class FeedParser:
         feed = parsed.get("feed") or {}
         language = _text(feed.get("language"))
         ttl_text = _text(feed.get("ttl"))
-        items = []
-        for entry in parsed["entries"]:
-            summary = _text(entry.get("summary"))
-            content = _content_value(entry)
-            items.append(
-                ParsedItem(
-                    guid=_text(entry.get("id")) or None,
-                    url=_absolute(entry.get("link"), url),
-                    title=_text(entry.get("title")),
-                    summary_html=summary,
-                    content_html="" if content == summary else content,
-                    published=_struct_time(entry.get("published_parsed")),
-                    updated=_struct_time(entry.get("updated_parsed")),
-                    author=_text(entry.get("author")),
-                    language=language,
-                )
+        items = [
+            _item(
+                entry,
+                url,
+                language,
+                summary=_text(entry.get("summary")),
+                published=_struct_time(entry.get("published_parsed")),
+                updated=_struct_time(entry.get("updated_parsed")),
             )
+            for entry in parsed["entries"]
+        ]
         return ParsedDocument(
             items=tuple(items),
             title=_text(feed.get("title")),
