@@ -279,3 +279,32 @@ async def update_subscription(
     row.updated_at = now
     await session.flush()
     return row
+
+
+async def subscriptions_following(session: AsyncSession, rule_id: str) -> list[Subscription]:
+    """The subscriptions that name ``rule_id`` in their ``rule_ids`` (not through a tag)."""
+    # Rule ids are validated slugs: no LIKE wildcards inside the quotes. The LIKE narrows the
+    # rows; the membership test makes the answer exact.
+    rows = await session.scalars(
+        select(Subscription)
+        .where(json_text(Subscription.rule_ids).like(f'%"{rule_id}"%'))
+        .order_by(Subscription.id)
+    )
+    return [row for row in rows if rule_id in row.rule_ids]
+
+
+async def detach_rule(
+    session: AsyncSession, subscriptions: list[Subscription], rule_id: str, *, now: datetime
+) -> None:
+    """Remove ``rule_id`` from each subscription; one left following nothing is disabled.
+
+    A subscription with no rule and no tag would match nothing forever; disabling it (rather
+    than deleting it) keeps the recipient's schedule and lets an admin point it elsewhere.
+    """
+    for row in subscriptions:
+        await bump_version(session, row, row.version)
+        row.rule_ids = [value for value in row.rule_ids if value != rule_id]
+        if not row.rule_ids and not row.rule_tags:
+            row.enabled = False
+        row.updated_at = now
+    await session.flush()

@@ -28,6 +28,7 @@ from service.api.routes.common import (
     READ_ONE,
     Limit,
     Offset,
+    audit,
     audited_change,
     audited_create,
     audited_delete,
@@ -51,8 +52,10 @@ from service.api.schemas import (
     RuleVersionPage,
     RuleVersionPublic,
 )
+from service.exceptions import ConflictError
 from service.storage import rules as store
 from service.storage.articles_query import recent_articles
+from service.storage.recipients import detach_rule, subscription_snapshot, subscriptions_following
 
 router = APIRouter(prefix="/rules", tags=["rules"])
 
@@ -230,10 +233,45 @@ async def delete_rule(
     resources: ResourcesDep,
     principal: Editor,
     if_match: IfMatch = None,
+    detach: Annotated[
+        bool,
+        Query(
+            description="Also remove the rule from the subscriptions that name it (a "
+            "subscription left following nothing is disabled). Without it, deleting a rule "
+            "that subscriptions name is refused with 409."
+        ),
+    ] = False,
 ) -> Response:
-    """Delete a rule with its versions and matches. ``If-Match`` is required."""
+    """Delete a rule with its versions and matches. ``If-Match`` is required.
+
+    Subscriptions that follow the rule by id keep working only if it is removed from them:
+    the answer is 409 listing them, unless ``detach=true`` removes it (each change audited).
+    """
     rule = await store.get_rule(session, rule_id)
     expected = expect_version(if_match, rule.version)
+    following = await subscriptions_following(session, rule_id)
+    if following and not detach:
+        ids = ", ".join(str(row.id) for row in following[:10])
+        more = f" and {len(following) - 10} more" if len(following) > 10 else ""
+        raise ConflictError(
+            f"rule {rule_id!r} is named by {len(following)} subscription(s) (ids {ids}{more}); "
+            "remove it from them first, or delete with ?detach=true"
+        )
+    if following:
+        now = resources.clock()
+        befores = [subscription_snapshot(row) for row in following]
+        await detach_rule(session, following, rule_id, now=now)
+        for before, row in zip(befores, following, strict=True):
+            await audit(
+                session,
+                principal,
+                action="update",
+                entity_type="subscription",
+                entity_id=row.id,
+                before=before,
+                after=subscription_snapshot(row),
+                now=now,
+            )
     return await audited_delete(
         session,
         principal,

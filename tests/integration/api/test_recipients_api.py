@@ -310,3 +310,46 @@ async def test_audit_filters(
     naive = await client.get("/audit", params={"since": "2026-11-01T00:00:00"}, headers=admin)
     assert naive.status_code == 422
     assert naive.json()["errors"][0]["loc"] == ["query", "since"]
+
+
+async def test_deleting_a_followed_rule_is_refused_unless_detached(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    await _rule(client, admin)
+    other = {"id": "oil", "name": "Oil", "query": "oil"}
+    assert (await client.post("/rules", json=other, headers=admin)).status_code == 201
+    subscriber_id = await _subscriber(client, admin)
+    only_lng = await client.post(
+        "/subscriptions", json={"subscriber_id": subscriber_id, "rule_ids": ["lng"]}, headers=admin
+    )
+    both = await client.post(
+        "/subscriptions",
+        json={"subscriber_id": subscriber_id, "rule_ids": ["lng", "oil"]},
+        headers=admin,
+    )
+    by_tag = await client.post(
+        "/subscriptions",
+        json={"subscriber_id": subscriber_id, "rule_ids": ["lng"], "rule_tags": ["energy"]},
+        headers=admin,
+    )
+    ids = [response.json()["id"] for response in (only_lng, both, by_tag)]
+    rule = await client.get("/rules/lng", headers=admin)
+    if_match = {**admin, "If-Match": rule.headers["ETag"]}
+
+    refused = await client.delete("/rules/lng", headers=if_match)
+    assert refused.status_code == 409
+    assert f"ids {ids[0]}, {ids[1]}, {ids[2]}" in refused.json()["detail"]
+    assert (await client.get("/rules/lng", headers=admin)).status_code == 200
+
+    deleted = await client.delete("/rules/lng", params={"detach": "true"}, headers=if_match)
+    assert deleted.status_code == 204
+    after = [(await client.get(f"/subscriptions/{i}", headers=admin)).json() for i in ids]
+    assert [(s["rule_ids"], s["rule_tags"], s["enabled"]) for s in after] == [
+        ([], [], False),
+        (["oil"], [], True),
+        ([], ["energy"], True),
+    ]
+    assert [s["version"] for s in after] == [2, 2, 2]
+    audit = await client.get("/audit", params={"entity_type": "subscription"}, headers=admin)
+    updates = [entry for entry in audit.json()["items"] if entry["action"] == "update"]
+    assert sorted(int(entry["entity_id"]) for entry in updates) == sorted(ids)
