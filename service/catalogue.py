@@ -17,12 +17,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.rulefile import RuleDefinition, parse_rules_toml
 from service.db.models import Source, WatchRule
 from service.exceptions import ServiceError
+from service.sources.options import check_options
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
 
@@ -56,6 +64,14 @@ class SourceDefinition(BaseModel):
     def _slug(cls, value: str) -> str:
         if not SLUG.match(value):
             raise ValueError("id must be a slug: lowercase letters, digits and '-'")
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # An invalid kind has its own error; options are checked only against a valid one.
+        if "kind" in info.data:
+            check_options(info.data["kind"], value)
         return value
 
     @field_validator("url")

@@ -117,6 +117,7 @@ async def test_sources_are_sorted_filtered_and_paged(
             "name": name,
             "url": f"http://127.0.0.1:9/{index}",
             "kind": "html" if index % 2 else "feed",
+            "options": {"item": "article"} if index % 2 else {},
         }
         assert (await client.post("/sources", json=body, headers=editor)).status_code == 201
     first = await client.get("/sources", params={"limit": 2, "sort": "-id"}, headers=editor)
@@ -157,6 +158,52 @@ async def test_invalid_sources_are_refused_with_the_field_path(
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert ["body", field] in [error["loc"] for error in response.json()["errors"]]
+
+
+@pytest.mark.parametrize(
+    ("kind", "options", "problem"),
+    [
+        ("html", {}, "item: Field required"),
+        ("html", {"item": "div >"}, "item: Value error, invalid CSS selector 'div >'"),
+        ("html", {"item": "li", "follow": "yes"}, "follow: Input should be a valid boolean"),
+        ("html", {"item": "li", "date_format": "dd-mm-yyyy"}, "date_format: Value error"),
+        ("feed", {"item": "li"}, "item: Extra inputs are not permitted"),
+        ("feed", {"stale_after_hours": -1}, "stale_after_hours"),
+        ("json", {"preset": "gdelt2"}, "preset: Input should be 'gdelt'"),
+        ("json", {"items": "data..list"}, "items: String should match pattern"),
+    ],
+)
+async def test_options_are_checked_against_the_kind(
+    client: httpx.AsyncClient,
+    editor: dict[str, str],
+    kind: str,
+    options: dict[str, object],
+    problem: str,
+) -> None:
+    body = {**source_body("http://127.0.0.1:9/feed.xml"), "kind": kind, "options": options}
+    response = await client.post("/sources", json=body, headers=editor)
+    assert response.status_code == 422, response.text
+    errors = response.json()["errors"]
+    assert [error["loc"] for error in errors] == [["body", "options"]]
+    assert problem in errors[0]["msg"]
+
+
+async def test_changing_the_kind_rechecks_the_options(
+    client: httpx.AsyncClient, editor: dict[str, str]
+) -> None:
+    await client.post("/sources", json=source_body("http://127.0.0.1:9/feed.xml"), headers=editor)
+    refused = await client.patch(
+        "/sources/local-feed", json={"kind": "html"}, headers={**editor, "If-Match": '"v1"'}
+    )
+    assert refused.status_code == 422
+    assert "item: Field required" in refused.json()["errors"][0]["msg"]
+    changed = await client.patch(
+        "/sources/local-feed",
+        json={"kind": "html", "options": {"item": ".news li", "follow": True}},
+        headers={**editor, "If-Match": '"v1"'},
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["options"] == {"item": ".news li", "follow": True}
 
 
 async def test_poll_now_fetches_stores_and_reports(

@@ -83,6 +83,11 @@ def test_the_shipped_catalogue_is_valid() -> None:
         ('[[source]]\nid = "a"\nname = "A"\nurl = "https://a"\nkind = "pdf"\n', "source a"),
         ('[[source]]\nid = "a"\nname = "A"\nurl = "https://a"\n' * 2, "duplicate source id"),
         ("[[source]\n", "sources.toml"),
+        (
+            '[[source]]\nid = "h"\nname = "H"\nurl = "https://h"\nkind = "html"\n'
+            '[source.options]\nitem = "li"\ntitel = "a"\n',
+            "(?s)source h.*titel: Extra inputs are not permitted",
+        ),
     ],
 )
 def test_parse_sources_toml_names_the_bad_entry(text: str, needle: str) -> None:
