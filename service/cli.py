@@ -122,6 +122,8 @@ def serve(
         host=host or settings.api.host,
         port=port or settings.api.port,
         log_level=settings.log_level.lower(),
+        proxy_headers=True,
+        forwarded_allow_ips=settings.api.forwarded_allow_ips,
     )
 
 

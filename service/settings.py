@@ -83,6 +83,12 @@ class DeliverySettings(BaseModel):
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # Addresses of reverse proxies whose X-Forwarded-For / -Proto are believed (uvicorn's
+    # forwarded_allow_ips); behind a proxy on another host the sign-up limit would otherwise
+    # count every visitor as the proxy.
+    forwarded_allow_ips: str = "127.0.0.1"
+    signup_limit: int = Field(default=5, ge=1)
+    signup_window_minutes: int = Field(default=10, ge=1)
 
 
 Role = Literal["api", "worker", "all"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -14,7 +15,7 @@ from sqlalchemy import text
 
 from service import __version__
 from service.api.errors import document_problems, install_error_handlers
-from service.api.public import public_router
+from service.api.public import RateLimiter, public_router
 from service.api.routes import admin_router
 from service.api.webhook_docs import document_webhooks
 from service.metrics import REGISTRY
@@ -87,7 +88,14 @@ def create_app(
     install_error_handlers(app)
     app.include_router(admin_router)
 
-    app.include_router(public_router())
+    app.include_router(
+        public_router(
+            RateLimiter(
+                limit=settings.api.signup_limit,
+                window=timedelta(minutes=settings.api.signup_window_minutes),
+            )
+        )
+    )
     document_webhooks(app)
 
     def openapi() -> dict[str, Any]:

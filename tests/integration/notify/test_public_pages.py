@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -306,3 +307,18 @@ async def test_unsubscribe_cancels_queued_deliveries(
     async with res.sessionmaker() as session:
         statuses = (await session.execute(select(Delivery.status))).scalars().all()
     assert statuses == ["cancelled"]
+
+
+async def test_the_sign_up_limit_is_a_setting(res: Resources) -> None:
+    api = res.settings.api.model_copy(update={"signup_limit": 2, "signup_window_minutes": 60})
+    settings = res.settings.model_copy(update={"api": api})
+    statuses = []
+    async with api_client(dataclasses.replace(res, settings=settings)) as client:
+        for number in range(3):
+            response = await client.post(
+                "/subscribe", data={**FORM, "email": f"s{number}@example.org"}
+            )
+            statuses.append(response.status_code)
+    assert statuses == [202, 202, 429]
+    # The window is an hour: the wait reported is most of it, not the default ten minutes.
+    assert int(response.headers["retry-after"]) > 3000
