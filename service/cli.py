@@ -68,6 +68,8 @@ def init() -> None:
     """Create or migrate the database and load the config catalogue. Safe to run again.
 
     Catalogue entries are upserted by id; an entry an admin changed through the API is kept.
+    Webhook signing secrets not yet encrypted under DEALWATCH_SECRET_KEY (after a key rotation,
+    with the old key in DEALWATCH_PREVIOUS_SECRET_KEYS) are re-encrypted.
 
     Example: [bold]dealwatch init[/bold]
     """
@@ -85,6 +87,11 @@ def init() -> None:
             str(len(part.unchanged)),
         )
     console.print(table)
+    if report.resealed_endpoints:
+        console.print(
+            f"webhook secrets re-encrypted under the current key: "
+            f"{report.resealed_endpoints} endpoint(s)"
+        )
     console.print(f"database ready; catalogue read from {config_dir()}")
 
 

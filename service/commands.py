@@ -14,16 +14,18 @@ from service.db.models import ApiKey, Source
 from service.runtime import open_resources, system_clock
 from service.settings import Settings, config_dir
 from service.storage.keys import create_key, list_keys
+from service.storage.recipients import reseal_endpoint_secrets
 
 
 @dataclass(frozen=True)
 class InitReport:
     sources: SyncReport
     rules: SyncReport
+    resealed_endpoints: int
 
 
 async def initialise(settings: Settings) -> InitReport:
-    """Migrate the database to head and load the catalogue. Safe to run again."""
+    """Migrate, load the catalogue, encrypt signing secrets under the current key. Idempotent."""
     if settings.database.url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     source_defs, rule_defs = load_catalogue_files(config_dir())
@@ -33,8 +35,9 @@ async def initialise(settings: Settings) -> InitReport:
         async with resources.sessionmaker() as session:
             sources = await sync_sources(session, source_defs, now=now)
             rules = await sync_rules(session, rule_defs, now=now)
+            resealed = await reseal_endpoint_secrets(session, resources.secret_box)
             await session.commit()
-    return InitReport(sources=sources, rules=rules)
+    return InitReport(sources=sources, rules=rules, resealed_endpoints=resealed)
 
 
 async def create_api_key(settings: Settings, *, name: str, role: str) -> tuple[int, str]:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from service.db.session import make_engine, make_sessionmaker
 from service.notify.email import SmtpOptions
 from service.safety import guarded_transport
+from service.secretbox import SecretBox
 from service.settings import HttpSettings, Settings, SmtpSettings
 
 Clock = Callable[[], datetime]
@@ -38,6 +39,8 @@ class Resources:
         clock: returns the current time, timezone-aware UTC (tests inject a fixed one).
         owner: identifies this process in lease columns.
         secret_key: signs links in e-mails.
+        previous_secret_keys: older secret keys, still accepted while a rotation completes.
+        secret_box: encrypts and decrypts webhook signing secrets at rest.
     """
 
     settings: Settings
@@ -47,6 +50,8 @@ class Resources:
     clock: Clock
     owner: str
     secret_key: bytes
+    previous_secret_keys: tuple[bytes, ...]
+    secret_box: SecretBox
 
 
 def make_http_client(settings: HttpSettings) -> httpx.AsyncClient:
@@ -114,6 +119,10 @@ async def open_resources(
         stack.push_async_callback(engine.dispose)
         if http is None:
             http = await stack.enter_async_context(make_http_client(settings.http))
+        key = resolve_secret_key(settings)
+        previous = tuple(
+            value.get_secret_value().encode() for value in settings.previous_secret_keys
+        )
         yield Resources(
             settings=settings,
             engine=engine,
@@ -121,5 +130,7 @@ async def open_resources(
             http=http,
             clock=clock,
             owner=process_owner(),
-            secret_key=resolve_secret_key(settings),
+            secret_key=key,
+            previous_secret_keys=previous,
+            secret_box=SecretBox(key, previous),
         )

@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"
     data_dir: Path = Path("var")
     secret_key: SecretStr | None = None
+    # Former secret keys, accepted for link tokens and stored webhook secrets while a key
+    # rotation completes (`dealwatch init` re-encrypts every secret under the current key).
+    previous_secret_keys: list[SecretStr] = []
     log_level: str = "INFO"
 
     @field_validator("public_base_url")

@@ -198,11 +198,14 @@ async def _form_context(
 
 
 def _subscription_id(resources: Resources, token: str, purpose: Purpose) -> int | None:
-    try:
-        subject = verify_token(resources.secret_key, token, purpose=purpose, now=resources.clock())
-        return int(subject)
-    except (InvalidTokenError, ValueError):
-        return None
+    # Links in e-mails sent before a key rotation keep working while the old key is listed.
+    for key in (resources.secret_key, *resources.previous_secret_keys):
+        try:
+            subject = verify_token(key, token, purpose=purpose, now=resources.clock())
+            return int(subject)
+        except (InvalidTokenError, ValueError):
+            continue
+    return None
 
 
 def public_router(limiter: RateLimiter | None = None) -> APIRouter:

@@ -204,7 +204,8 @@ class WebhookEndpoint(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
     url: Mapped[str] = mapped_column(Text)
-    # [{"secret": "whsec_...", "created_at": iso, "expires_at": iso | null}]; the newest first.
+    # [{"ciphertext": Fernet token, "key_id": ..., "created_at": iso, "expires_at": iso | null}],
+    # the newest first; see service.secretbox (rows written before encryption hold "secret").
     secrets: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     disabled_reason: Mapped[str | None] = mapped_column(Text)

@@ -743,7 +743,7 @@ async def _send_webhook(
             digest=digest,
         )
         event = "digest.published"
-    secrets = active_secrets(prepared.endpoint.secrets, now=now)
+    secrets = active_secrets(prepared.endpoint.secrets, box=resources.secret_box, now=now)
     outcome = await sender.send(
         prepared.endpoint.url,
         msg_id=prepared.delivery.message_id,

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.models import Delivery, DeliveryAttempt, Subscription, WebhookEndpoint
 from service.exceptions import ConflictError, NotFoundError
+from service.secretbox import SecretBox
 from service.storage.paging import paginate
 
 RETRYABLE = frozenset({"failed", "cancelled", "retry_wait"})
@@ -151,9 +152,15 @@ async def list_attempts(session: AsyncSession, delivery_id: int) -> Sequence[Del
     return list(rows.scalars())
 
 
-def active_secrets(entries: Sequence[dict[str, Any]], *, now: datetime) -> list[str]:
-    """Return the secrets to sign with now, newest first (expired ones are dropped)."""
-    return [entry["secret"] for entry in active_secrets_entries(entries, now=now)]
+def active_secrets(
+    entries: Sequence[dict[str, Any]], *, box: SecretBox, now: datetime
+) -> list[str]:
+    """Return the secrets to sign with now, decrypted, newest first (expired ones dropped).
+
+    Raises:
+        SecretBoxError: a secret was encrypted with a key this process does not have.
+    """
+    return [box.open(entry) for entry in active_secrets_entries(entries, now=now)]
 
 
 def active_secrets_entries(

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.models import Subscriber, Subscription, WebhookEndpoint
 from service.exceptions import ConflictError
+from service.secretbox import SecretBox
 from service.storage.paging import contains_text, get_or_raise, json_text, paginate, snapshot
 from service.storage.subscriptions import first_due_at
 from service.storage.versioning import bump_version
@@ -170,6 +171,7 @@ async def rotate_endpoint_secret(
     row: WebhookEndpoint,
     *,
     new_secret: str,
+    box: SecretBox,
     overlap: timedelta,
     expected_version: int,
     now: datetime,
@@ -196,7 +198,7 @@ async def rotate_endpoint_secret(
         ).isoformat()
         previous = [current]
     row.secrets = [
-        {"secret": new_secret, "created_at": now.isoformat(), "expires_at": None},
+        {**box.seal(new_secret), "created_at": now.isoformat(), "expires_at": None},
         *previous,
     ]
     row.updated_at = now
@@ -308,3 +310,23 @@ async def detach_rule(
             row.enabled = False
         row.updated_at = now
     await session.flush()
+
+
+async def reseal_endpoint_secrets(session: AsyncSession, box: SecretBox) -> int:
+    """Encrypt every stored signing secret under the current key; return the endpoints changed.
+
+    Covers secrets written before encryption existed and secrets under a previous key after
+    the master key was rotated. The endpoint's version is not bumped: nothing an admin sees
+    changes, so an admin's concurrent edit must not fail because of it.
+
+    Raises:
+        SecretBoxError: a secret is under a key that is no longer configured.
+    """
+    changed = 0
+    for row in await session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)):
+        if all(box.is_current(entry) for entry in row.secrets):
+            continue
+        row.secrets = [box.reseal(entry) for entry in row.secrets]
+        changed += 1
+    await session.flush()
+    return changed

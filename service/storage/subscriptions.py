@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from alerts.schedule import next_due
 from service.db.models import Subscriber, Subscription, WebhookEndpoint
 from service.exceptions import ConflictError
+from service.secretbox import SecretBox
 
 
 def first_due_at(
@@ -52,12 +53,13 @@ async def create_subscriber(
 
 
 async def create_endpoint(
-    session: AsyncSession, *, name: str, url: str, secret: str, now: datetime
+    session: AsyncSession, *, name: str, url: str, secret: str, box: SecretBox, now: datetime
 ) -> WebhookEndpoint:
+    """Add an endpoint whose signing ``secret`` is stored encrypted by ``box``."""
     endpoint = WebhookEndpoint(
         name=name,
         url=url,
-        secrets=[{"secret": secret, "created_at": now.isoformat(), "expires_at": None}],
+        secrets=[{**box.seal(secret), "created_at": now.isoformat(), "expires_at": None}],
         created_at=now,
         updated_at=now,
     )

@@ -255,7 +255,9 @@ async def add_endpoint(
     await guard_url(request, body.url)
     now = resources.clock()
     secret = generate_secret()
-    row = await create_endpoint(session, name=body.name, url=body.url, secret=secret, now=now)
+    row = await create_endpoint(
+        session, name=body.name, url=body.url, secret=secret, box=resources.secret_box, now=now
+    )
     await audited_create(
         session,
         principal,
@@ -386,6 +388,7 @@ async def rotate_secret(
             session,
             row,
             new_secret=secret,
+            box=resources.secret_box,
             overlap=timedelta(hours=body.overlap_hours),
             expected_version=expected,
             now=now,

@@ -56,7 +56,7 @@ async def webhook_subscription(
     now = res.clock()
     async with res.sessionmaker() as session:
         endpoint = await create_endpoint(
-            session, name="integrator", url=url, secret=secret, now=now
+            session, name="integrator", url=url, secret=secret, box=res.secret_box, now=now
         )
         await create_subscription(
             session, endpoint_id=endpoint.id, rule_ids=[RULE.id], cadence=cadence, now=now
@@ -226,6 +226,7 @@ async def test_secret_rotation_overlap(
             session,
             endpoint,
             new_secret=new,
+            box=res.secret_box,
             overlap=timedelta(seconds=60),
             expected_version=endpoint.version,
             now=clock(),

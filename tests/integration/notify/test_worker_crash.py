@@ -32,7 +32,9 @@ LEASE_SECONDS = 10
 
 
 @pytest.fixture
-def worker(settings: Settings, smtp_server: SmtpServer, tmp_path: Path) -> Iterator[WorkerProcess]:
+def worker(
+    settings: Settings, resources: Resources, smtp_server: SmtpServer, tmp_path: Path
+) -> Iterator[WorkerProcess]:
     environment = {
         "DEALWATCH_DATABASE__URL": settings.database.url,
         "DEALWATCH_HTTP__ALLOW_LOOPBACK": "true",
@@ -41,7 +43,8 @@ def worker(settings: Settings, smtp_server: SmtpServer, tmp_path: Path) -> Itera
         "DEALWATCH_SMTP__HOST": "127.0.0.1",
         "DEALWATCH_SMTP__PORT": str(smtp_server.port),
         "DEALWATCH_SMTP__TLS": "none",
-        "DEALWATCH_SECRET_KEY": "crash-test-" + "k" * 40,
+        # The same key as the test's process: it decrypts the signing secrets the test stored.
+        "DEALWATCH_SECRET_KEY": resources.secret_key.decode(),
         "DEALWATCH_DATA_DIR": str(tmp_path),
         "DEALWATCH_LOG_LEVEL": "INFO",
     }
@@ -77,7 +80,12 @@ async def test_webhooks_survive_a_killed_worker(
     async with resources.sessionmaker() as session:
         await seed_catalogue(session, now=now)
         endpoint = await create_endpoint(
-            session, name="integrator", url=receiver.url(), secret=receiver.secret, now=now
+            session,
+            name="integrator",
+            url=receiver.url(),
+            secret=receiver.secret,
+            box=resources.secret_box,
+            now=now,
         )
         await create_subscription(
             session, endpoint_id=endpoint.id, rule_ids=[RULE.id], cadence="immediate", now=now
