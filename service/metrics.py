@@ -35,6 +35,12 @@ DELIVERIES = Counter(
     ["channel", "outcome"],
     registry=REGISTRY,
 )
+CONFIRMATIONS = Counter(
+    "dealwatch_confirmations_total",
+    "Confirmation e-mails sent, by what followed (done, retrying, given_up, bounced, stale).",
+    ["result"],
+    registry=REGISTRY,
+)
 TICK_SECONDS = Histogram(
     "dealwatch_tick_seconds", "Duration of one worker tick.", registry=REGISTRY
 )

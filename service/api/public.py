@@ -8,7 +8,6 @@ follow links (RFC 8058 rationale, EM-14, EM-31): each GET shows a page whose but
 from __future__ import annotations
 
 import logging
-import secrets
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,11 +20,10 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.datastructures import FormData
 
-from alerts.render import render_confirmation
 from service.db.models import Subscriber, Subscription
-from service.notify.email import Mailer, build_message, make_message_id
+from service.jobs.confirmations import CONFIRM_TTL, send_confirmations
 from service.notify.tokens import InvalidTokenError, Purpose, subscription_link, verify_token
-from service.runtime import Resources, smtp_options
+from service.runtime import Resources
 from service.storage.lifecycle import (
     Consent,
     InvalidPreferencesError,
@@ -40,7 +38,6 @@ from service.storage.lifecycle import (
 
 log = logging.getLogger(__name__)
 
-CONFIRM_TTL = timedelta(hours=72)
 CADENCE_LABELS = (
     ("daily", "Daily digest"),
     ("weekly", "Weekly digest"),
@@ -118,38 +115,6 @@ def _invalid_link() -> HTMLResponse:
         "their own purpose.",
         status_code=404,
     )
-
-
-async def send_confirmation(
-    resources: Resources, *, email: str, subscriber_id: int, token: str
-) -> str:
-    """E-mail the double opt-in link; returns the SMTP outcome status (for logs and tests)."""
-    settings = resources.settings
-    rendered = render_confirmation(
-        confirm_url=f"{settings.public_base_url}/confirm/{token}",
-        subject_prefix=settings.delivery.subject_prefix,
-        expires_hours=int(CONFIRM_TTL.total_seconds() // 3600),
-    )
-    message = build_message(
-        rendered,
-        sender=settings.smtp.sender,
-        to=email,
-        message_id=make_message_id(
-            f"confirm-{subscriber_id}-{secrets.token_hex(6)}", domain=settings.delivery.list_id
-        ),
-        list_id=None,
-        unsubscribe_url=None,
-        date=resources.clock(),
-    )
-    async with Mailer(smtp_options(resources.settings.smtp)).connection() as connection:
-        outcome = await connection.send(message)
-    log.info(
-        "confirmation e-mail subscriber_id=%s status=%s code=%s",
-        subscriber_id,
-        outcome.status,
-        outcome.code,
-    )
-    return outcome.status
 
 
 def _prefs_from_form(form: FormData | Mapping[str, Any]) -> Preferences:
@@ -267,6 +232,7 @@ def public_router(limiter: RateLimiter | None = None) -> APIRouter:
                         user_agent=request.headers.get("user-agent"),
                         source="api" if wants_json else "form",
                     ),
+                    box=resources.secret_box,
                     now=now,
                 )
                 await session.commit()
@@ -281,13 +247,7 @@ def public_router(limiter: RateLimiter | None = None) -> APIRouter:
                 status_code=422,
             )
         if result.token is not None:
-            background.add_task(
-                send_confirmation,
-                resources,
-                email=email.strip().lower(),
-                subscriber_id=result.subscriber_id,
-                token=result.token,
-            )
+            background.add_task(send_confirmations, resources, [result.subscriber_id])
         text = (
             "If this address can receive digests, a confirmation e-mail is on its way. "
             "Open the link in it to start your subscription."

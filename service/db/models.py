@@ -191,6 +191,13 @@ class Subscriber(Base):
     # Confirmation e-mails sent since ``confirm_window_start`` (EM-32 rate limit per address).
     confirm_sends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     confirm_window_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The confirmation e-mail is an outbox item too: its token, encrypted (service.secretbox),
+    # stays until an SMTP server accepts the message, and ``confirm_retry_at`` says when a
+    # worker sends it (again). The sign-up request sends it at once and sets this a few minutes
+    # ahead, so a process that dies before sending leaves it to a worker.
+    confirm_token_sealed: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    confirm_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    confirm_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,4 +1,4 @@
-"""One tick of the worker: poll due sources, plan due digests, send due deliveries."""
+"""One tick of the worker: poll due sources, plan and send due digests, resend confirmations."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 from service import metrics
+from service.jobs.confirmations import resend_due_confirmations
 from service.jobs.digests import DeliveryReport, run_due_deliveries
 from service.jobs.poll import Poller, PollResult
 from service.runtime import Resources
@@ -25,5 +26,6 @@ async def tick(resources: Resources, poller: Poller) -> TickReport:
     started = time.perf_counter()
     polls = await poller.poll_due()
     deliveries = await run_due_deliveries(resources)
+    await resend_due_confirmations(resources)
     metrics.TICK_SECONDS.observe(time.perf_counter() - started)
     return TickReport(polls=tuple(polls), deliveries=deliveries)

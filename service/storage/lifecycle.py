@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.db.models import Delivery, Notification, Subscriber, Subscription, WatchRule
 from service.exceptions import ServiceError
 from service.notify.tokens import hash_token, new_single_use_token
+from service.secretbox import SecretBox
+from service.storage.confirmations import CONFIRM_SEND_GRACE
 from service.storage.subscriptions import first_due_at
 
 CADENCES = ("immediate", "hourly", "daily", "weekly")
@@ -157,6 +159,7 @@ async def request_subscription(
     email: str,
     prefs: Preferences,
     consent: Consent,
+    box: SecretBox,
     now: datetime,
     max_confirm_sends: int = 3,
     confirm_window: timedelta = timedelta(hours=24),
@@ -210,6 +213,10 @@ async def request_subscription(
     subscriber.confirm_token_hash = token_hash
     subscriber.confirm_sent_at = now
     subscriber.confirm_sends += 1
+    # The caller sends at once; if it cannot, a worker finds the e-mail due after the grace.
+    subscriber.confirm_token_sealed = box.seal(token)
+    subscriber.confirm_retry_at = now + CONFIRM_SEND_GRACE
+    subscriber.confirm_attempts = 0
     subscriber.consent_at = now
     subscriber.consent_ip = consent.ip
     subscriber.consent_user_agent = (consent.user_agent or "")[:500] or None
@@ -248,6 +255,8 @@ async def confirm_subscription(
     subscriber.status = "active"
     subscriber.confirmed_at = now
     subscriber.confirm_token_hash = None
+    subscriber.confirm_token_sealed = None
+    subscriber.confirm_retry_at = None
     subscriber.updated_at = now
     subscriptions = (
         await session.execute(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -14,9 +14,11 @@ from sqlalchemy import func, select
 from alerts.rulefile import RuleDefinition
 from service.catalogue import sync_rules
 from service.db.models import Delivery, Subscriber, Subscription
+from service.jobs.confirmations import resend_due_confirmations
 from service.jobs.digests import run_due_deliveries
 from service.runtime import Resources, open_resources
 from service.settings import Settings, SmtpSettings
+from service.storage.lifecycle import Consent, Preferences, request_subscription
 from tests.support.app import api_client
 from tests.support.clock import FakeClock
 from tests.support.smtp_server import SmtpServer
@@ -77,6 +79,13 @@ def plain(server: SmtpServer, index: int) -> str:
 async def subscriber(res: Resources) -> Subscriber:
     async with res.sessionmaker() as session:
         return (await session.execute(select(Subscriber))).scalar_one()
+
+
+async def subscriber_by_email(res: Resources, email: str) -> Subscriber:
+    async with res.sessionmaker() as session:
+        return (
+            await session.execute(select(Subscriber).where(Subscriber.email == email))
+        ).scalar_one()
 
 
 async def subscription(res: Resources) -> Subscription:
@@ -322,3 +331,97 @@ async def test_the_sign_up_limit_is_a_setting(res: Resources) -> None:
     assert statuses == [202, 202, 429]
     # The window is an hour: the wait reported is most of it, not the default ten minutes.
     assert int(response.headers["retry-after"]) > 3000
+
+
+async def test_a_confirmation_the_relay_could_not_take_is_sent_again(
+    res: Resources, client: httpx.AsyncClient, smtp_server: SmtpServer, clock: FakeClock
+) -> None:
+    smtp_server.stop()
+    assert (await client.post("/subscribe", data=FORM)).status_code == 202
+    waiting = await subscriber(res)
+    assert (waiting.status, waiting.confirm_attempts) == ("pending", 1)
+    assert waiting.confirm_retry_at == clock.now + timedelta(minutes=1)
+    assert "delayed" in (waiting.status_reason or "")
+    assert await resend_due_confirmations(res) == []
+
+    smtp_server.start()
+    clock.advance(minutes=1)
+    assert await resend_due_confirmations(res) == ["done"]
+    assert await resend_due_confirmations(res) == []
+    assert len(smtp_server.received) == 1
+    message = smtp_server.received[0].message
+    assert f"confirm-{waiting.id}-" in str(message["Message-ID"])
+    confirmed = await client.post(link(plain(smtp_server, 0), "http://dealwatch.test/confirm/"))
+    assert confirmed.status_code == 200
+    active = await subscriber(res)
+    assert (active.status, active.status_reason, active.confirm_token_sealed) == (
+        "active",
+        None,
+        None,
+    )
+
+
+async def test_a_sign_up_whose_process_died_before_sending_is_sent_by_a_worker(
+    res: Resources, smtp_server: SmtpServer, clock: FakeClock
+) -> None:
+    async with res.sessionmaker() as session:
+        await request_subscription(
+            session,
+            email="reader@example.org",
+            prefs=Preferences(rule_ids=("pk-ru-energy",)),
+            consent=Consent(ip="127.0.0.1", user_agent=None, source="form"),
+            box=res.secret_box,
+            now=clock(),
+        )
+        await session.commit()
+    clock.advance(minutes=4)
+    assert await resend_due_confirmations(res) == []
+    clock.advance(minutes=1)
+    assert await resend_due_confirmations(res) == ["done"]
+    assert smtp_server.received[0].rcpt_tos == ["reader@example.org"]
+
+
+async def test_a_refused_address_is_bounced_and_a_dead_relay_is_given_up(
+    res: Resources, client: httpx.AsyncClient, smtp_server: SmtpServer, clock: FakeClock
+) -> None:
+    smtp_server.handler.rcpt_replies["nobody@example.org"] = "550 5.1.1 no such user"
+    await client.post("/subscribe", data={**FORM, "email": "nobody@example.org"})
+    bounced = await subscriber_by_email(res, "nobody@example.org")
+    assert (bounced.status, bounced.confirm_retry_at) == ("bounced", None)
+    assert "550" in (bounced.status_reason or "")
+
+    smtp_server.stop()
+    await client.post("/subscribe", data=FORM)
+    results = []
+    for _ in range(10):
+        due = (await subscriber_by_email(res, "reader@example.org")).confirm_retry_at
+        if due is None:
+            break
+        clock.set(due)
+        results += await resend_due_confirmations(res)
+    assert results == ["retrying"] * 6 + ["given_up"]
+    gave_up = await subscriber_by_email(res, "reader@example.org")
+    assert (gave_up.status, gave_up.confirm_retry_at, gave_up.confirm_attempts) == (
+        "pending",
+        None,
+        8,
+    )
+    assert "not delivered" in (gave_up.status_reason or "")
+
+
+async def test_retries_stop_when_the_link_would_have_expired(
+    res: Resources, client: httpx.AsyncClient, smtp_server: SmtpServer, clock: FakeClock
+) -> None:
+    smtp_server.stop()
+    await client.post("/subscribe", data=FORM)
+    results = []
+    for _ in range(4):
+        clock.advance(hours=25)
+        results += await resend_due_confirmations(res)
+    # Tries at 25 h and 50 h; at 75 h the link has expired, so nothing is sent any more.
+    assert results == ["retrying", "retrying", "given_up"]
+    gave_up = await subscriber_by_email(res, "reader@example.org")
+    assert (gave_up.confirm_attempts, gave_up.status_reason) == (
+        4,
+        "confirmation e-mail not delivered: the link expired",
+    )
