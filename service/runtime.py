@@ -16,7 +16,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.db.session import make_engine, make_sessionmaker
-from service.notify.email import SmtpOptions
+from service.notify.email import DkimSigner, SmtpOptions
 from service.safety import guarded_transport
 from service.secretbox import SecretBox
 from service.settings import HttpSettings, Settings, SmtpSettings
@@ -81,6 +81,14 @@ def smtp_options(settings: SmtpSettings) -> SmtpOptions:
         password=settings.password.get_secret_value() if settings.password else None,
         timeout=settings.timeout_seconds,
         pace_seconds=settings.pace_seconds,
+        bounce_domain=settings.bounce_domain,
+        dkim=DkimSigner(
+            domain=settings.dkim_domain,
+            selector=settings.dkim_selector,
+            private_key=settings.dkim_private_key.get_secret_value().encode(),
+        )
+        if settings.dkim_domain and settings.dkim_selector and settings.dkim_private_key
+        else None,
     )
 
 

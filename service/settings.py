@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -68,6 +69,27 @@ class SmtpSettings(BaseModel):
     sender: str = "dealwatch <alerts@dealwatch.localhost>"
     timeout_seconds: float = Field(default=60.0, gt=0)
     pace_seconds: float = Field(default=0.0, ge=0)
+    # VERP (EM-05): envelope sender bounces+<message id>@bounce_domain, so a bounce names the
+    # delivery; the domain's MX must reach `dealwatch bounces ingest` (docs/delivery.md).
+    bounce_domain: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]+$")
+    # DKIM signing in the application (EM-16), for relays that do not sign with your domain.
+    dkim_domain: str | None = None
+    dkim_selector: str | None = None
+    dkim_private_key: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _dkim_complete(self) -> SmtpSettings:
+        given = [self.dkim_domain, self.dkim_selector, self.dkim_private_key]
+        if any(value is not None for value in given) and not all(
+            value is not None for value in given
+        ):
+            raise ValueError("DKIM needs dkim_domain, dkim_selector and dkim_private_key together")
+        if self.dkim_private_key is not None:
+            try:
+                load_pem_private_key(self.dkim_private_key.get_secret_value().encode(), None)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"dkim_private_key is not an unencrypted PEM key: {exc}") from exc
+        return self
 
 
 class DeliverySettings(BaseModel):
