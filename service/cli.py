@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -27,6 +29,8 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Manage admin API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+bounces_app = typer.Typer(help="Bounce and complaint reports.", no_args_is_help=True)
+app.add_typer(bounces_app, name="bounces")
 app.add_typer(rules_app, name="rules")
 app.command("match")(match_command)
 
@@ -262,6 +266,25 @@ def digest(
         f"digests planned: {report.planned}, deliveries sent: {report.delivered}, "
         f"retrying: {report.retrying}, failed: {report.failed}"
     )
+
+
+@bounces_app.command("ingest")
+def bounces_ingest(
+    path: Annotated[
+        Path | None, typer.Argument(help="A report as received; standard input if omitted.")
+    ] = None,
+) -> None:
+    """Record a bounce (RFC 3464) or complaint (RFC 5965 ARF) report and suppress the address.
+
+    Made for a mail server's pipe: point the VERP bounce domain's mailbox at it. A message that
+    is no failure report is ignored with exit code 0, so the mail server does not bounce it.
+
+    Example: [bold]dealwatch bounces ingest < report.eml[/bold]
+    """
+    from service.commands import ingest_bounce
+
+    raw = path.read_bytes() if path is not None else sys.stdin.buffer.read()
+    console.print(_run(lambda settings: ingest_bounce(settings, raw)), highlight=False)
 
 
 @keys_app.command("create")

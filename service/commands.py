@@ -8,11 +8,13 @@ from typing import Any
 
 from sqlalchemy import select
 
+from alerts.bounces import parse_bounce
 from service.catalogue import SyncReport, load_catalogue_files, sync_rules, sync_sources
 from service.db.migrate import upgrade_to_head
 from service.db.models import ApiKey, Source
 from service.runtime import open_resources, system_clock
 from service.settings import Settings, config_dir
+from service.storage.bounces import input_from_report, record_bounce
 from service.storage.keys import create_key, list_keys
 from service.storage.recipients import reseal_endpoint_secrets
 
@@ -110,3 +112,14 @@ async def send_due(settings: Settings) -> Any:
 
     async with open_resources(settings) as resources:
         return await run_due_deliveries(resources)
+
+
+async def ingest_bounce(settings: Settings, raw: bytes) -> str:
+    """Record one bounce or complaint report as received; return what it did, in words."""
+    report = input_from_report(parse_bounce(raw))
+    if isinstance(report, str):
+        return f"ignored: {report}"
+    async with open_resources(settings) as resources, resources.sessionmaker() as session:
+        event = await record_bounce(session, report, now=resources.clock())
+        await session.commit()
+        return f"{event.kind} bounce for {event.email or '?'}: {event.action}"

@@ -49,6 +49,10 @@ TAGS = [
     {"name": "endpoints", "description": "Webhook receivers and their signing secrets."},
     {"name": "subscriptions", "description": "Who receives which rules, and when."},
     {"name": "deliveries", "description": "Sent and pending digests and webhooks."},
+    {
+        "name": "bounces",
+        "description": "Bounce and complaint reports, and the suppressions they caused.",
+    },
     {"name": "keys", "description": "Admin API keys."},
     {"name": "audit", "description": "Who changed what."},
     {"name": "health", "description": "Probes and metrics (no key needed)."},

@@ -795,3 +795,65 @@ class AuditPublic(_Out):
 
 class AuditPage(Page[AuditPublic]):
     pass
+
+
+BounceKindName = Literal["hard", "soft", "complaint"]
+
+
+class BounceCreate(_In):
+    """A bounce or complaint as a relay's event reports it (SES, Postmark, Mailgun... via a
+    small bridge). Raw reports (RFC 3464 / RFC 5965) are posted as ``message/rfc822``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "reader@example.com",
+                    "kind": "hard",
+                    "status": "5.1.1",
+                    "detail": "550 5.1.1 user unknown",
+                    "message_id": "<msg_42@dealwatch.example.org>",
+                }
+            ]
+        }
+    )
+
+    email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    kind: BounceKindName
+    status: str = Field(default="", max_length=20)
+    detail: str = Field(default="", max_length=2000)
+    message_id: str = Field(
+        default="",
+        max_length=300,
+        description="The Message-ID of the message that bounced, if the relay reports it.",
+    )
+
+
+class BouncePublic(_Out):
+    """A recorded report and what it did."""
+
+    id: int
+    received_at: dt.datetime
+    kind: str
+    email: str
+    subscriber_id: int | None
+    delivery_id: int | None
+    status: str
+    detail: str
+    source: str = Field(description="dsn, arf or api.")
+    action: str = Field(
+        description="suppressed, unsubscribed (complaint), counted (a soft bounce below the "
+        "limit), already_suppressed or unknown_address."
+    )
+
+
+class BounceOutcome(BaseModel):
+    """Whether a posted report was a failure report, and the event it recorded."""
+
+    recorded: bool
+    reason: str = Field(description="Why nothing was recorded, when ``recorded`` is false.")
+    event: BouncePublic | None
+
+
+class BouncePage(Page[BouncePublic]):
+    pass

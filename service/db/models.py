@@ -198,6 +198,11 @@ class Subscriber(Base):
     confirm_token_sealed: Mapped[dict[str, str] | None] = mapped_column(JSON)
     confirm_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     confirm_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Soft bounces since ``soft_bounce_since``; enough of them over enough time suppress the
+    # address (EM-52). A report after a quiet gap starts the count again.
+    soft_bounces: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    soft_bounce_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    soft_bounce_last: Mapped[datetime | None] = mapped_column(UTCDateTime())
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -327,6 +332,30 @@ class DeliveryAttempt(Base):
     code: Mapped[int | None] = mapped_column(Integer)
     response: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class BounceEvent(Base):
+    """A bounce or complaint report about an address we sent to, and what it led to."""
+
+    __tablename__ = "bounce_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    # hard, soft, complaint
+    kind: Mapped[str] = mapped_column(String(12))
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
+    )
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="SET NULL")
+    )
+    status: Mapped[str] = mapped_column(String(20), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    # dsn, arf, api
+    source: Mapped[str] = mapped_column(String(12))
+    # suppressed, unsubscribed, counted, already_suppressed, unknown_address
+    action: Mapped[str] = mapped_column(String(24))
 
 
 class ApiKey(Base):

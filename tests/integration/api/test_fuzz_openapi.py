@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err
@@ -38,6 +40,19 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # Polling fetches the fuzzed URL with the real resolver; it is covered by the sources tests.
 NOT_FUZZED = r"^/sources/\{source_id\}/poll$"
 EXAMPLES = 25
+
+# POST /bounces takes reports as received: real ones, their truncations and noise.
+_REPORTS = [
+    path.read_bytes() for path in sorted((Path(__file__).parents[2] / "data" / "bounces").iterdir())
+]
+schemathesis.openapi.media_type(
+    "message/rfc822",
+    st.one_of(
+        st.sampled_from(_REPORTS),
+        st.tuples(st.sampled_from(_REPORTS), st.integers(0, 4000)).map(lambda t: t[0][: t[1]]),
+        st.binary(max_size=2000),
+    ),
+)
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
