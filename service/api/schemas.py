@@ -45,7 +45,7 @@ MAX_QUERY = 4000
 KeyRole = Literal["admin", "editor", "viewer"]
 SubscriberStatus = Literal["pending", "active", "unsubscribed", "bounced", "suppressed"]
 DeliveryStatus = Literal["pending", "sending", "retry_wait", "delivered", "failed", "cancelled"]
-SourceHealth = Literal["new", "ok", "degraded", "failing"]
+SourceHealth = Literal["new", "ok", "degraded", "failing", "stale"]
 
 
 def _storable(value: Any) -> Any:
@@ -193,7 +193,10 @@ class SourceHealthPublic(_Out):
 
     id: str
     enabled: bool
-    health: str = Field(description="new, ok, degraded or failing.")
+    health: str = Field(
+        description="new (never polled), ok, degraded (failed lately), failing (failed "
+        "`poll.failing_after` times in a row) or stale (nothing new for longer than expected)."
+    )
     consecutive_failures: int
     last_status: str | None
     last_http_status: int | None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from sqlalchemy import update
 
+from service.db.models import Source
 from service.runtime import Resources
 from tests.support.http_server import LocalHTTPServer, Response
 
@@ -260,3 +262,16 @@ async def test_a_partial_update_refuses_null_and_invalid_values(
     )
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("health", ["new", "ok", "degraded", "failing", "stale"])
+async def test_sources_can_be_listed_by_each_health(
+    client: httpx.AsyncClient, editor: dict[str, str], resources: Resources, health: str
+) -> None:
+    await client.post("/sources", json=source_body("http://127.0.0.1:9/feed.xml"), headers=editor)
+    async with resources.sessionmaker() as session:
+        await session.execute(update(Source).values(health=health))
+        await session.commit()
+    listed = await client.get("/sources", params={"health": health}, headers=editor)
+    assert listed.status_code == 200, listed.text
+    assert [item["health"] for item in listed.json()["items"]] == [health]
