@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -18,9 +19,12 @@ from service.api.errors import document_problems, install_error_handlers
 from service.api.public import RateLimiter, public_router
 from service.api.routes import admin_router
 from service.api.webhook_docs import document_webhooks
-from service.metrics import REGISTRY
+from service.metrics import REGISTRY, publish_state
 from service.runtime import Resources, open_resources
 from service.settings import Settings
+from service.storage.stats import state_counts
+
+log = logging.getLogger(__name__)
 
 API_DESCRIPTION = """\
 The admin API of dealwatch. Authenticate with `Authorization: Bearer <key>` (a key from
@@ -141,8 +145,21 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     @app.get("/metrics", tags=["health"], response_class=Response, openapi_extra=PUBLIC)
-    async def metrics() -> Response:
-        """Prometheus metrics."""
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics: this process's counters, and state counts from the database."""
+        res: Resources = request.state.resources
+        try:
+            async with res.sessionmaker() as session:
+                counts = await state_counts(session, now=res.clock())
+        except Exception:  # a scrape must still answer with the process metrics
+            log.warning("state counts unavailable for /metrics", exc_info=True)
+        else:
+            publish_state(
+                sources=counts.sources,
+                subscribers=counts.subscribers,
+                queued=counts.queued,
+                overdue_seconds=counts.overdue_seconds,
+            )
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return app
