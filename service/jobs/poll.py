@@ -457,18 +457,25 @@ class Poller:
         if not articles:
             return
         async with self._story_lock:
-            texts: dict[int, str] = {}
-            placements: list[tuple[StoredArticle, int | None]] = []
-            for article in articles:
-                text = story_text(article.data.title, article.data.summary or article.data.text)
-                texts[article.id] = text
-                # A founder is known as "-<article id>" until its story row has an id, so a
-                # near-duplicate later in this same document joins it.
-                found = self.stories.place(str(article.id), text, f"-{article.id}")
-                placements.append((article, int(found) if found is not None else None))
+            texts = [
+                story_text(article.data.title, article.data.summary or article.data.text)
+                for article in articles
+            ]
+            # A founder is known as "-<article id>" until its story row has an id, so a
+            # near-duplicate later in this same document joins it.
+            found = self.stories.place_many(
+                [
+                    (str(article.id), text, f"-{article.id}")
+                    for article, text in zip(articles, texts, strict=True)
+                ]
+            )
+            placements = [
+                (article, int(story) if story is not None else None)
+                for article, story in zip(articles, found, strict=True)
+            ]
             filed = await file_into_stories(session, placements=placements, tier=tier, now=now)
-            for article in articles:
-                self.stories.add(str(article.id), texts[article.id], str(filed[article.id]))
+            for article, text in zip(articles, texts, strict=True):
+                self.stories.add(str(article.id), text, str(filed[article.id]))
 
     async def _record_failure(self, view: _SourceView, exc: Exception) -> PollResult:
         now = self.resources.clock()
@@ -605,7 +612,7 @@ def prepare_item(
     text = page_text or html_to_text(item.content_html) or summary
     url = item.url or ""
     canonical = canonical_url(url) if url else ""
-    digest = content_hash(title, text)
+    digest = content_hash(title, text, collapsed=page_text is None)
     published, replaced = normalise_published(item.published, fetched_at=fetched_at)
     declared = item.language or default_language
     language = _language_code(declared) if declared else ""
