@@ -187,7 +187,10 @@ class StoryIndex:
             threshold: minimum Jaccard similarity of content words for "same story".
         """
         self.threshold = threshold
-        self._buckets: dict[int, list[str]] = {}
+        # A bucket holds one article key, or a list of them once a second one shares the band:
+        # most bands are unique to an article, and 32 lists per article would double the cost
+        # of an insert (and keep the garbage collector busy).
+        self._buckets: dict[int, str | list[str]] = {}
         self._tokens: dict[str, frozenset[str]] = {}
         self._story_of: dict[str, str] = {}
         # As many add() calls, with the signatures computed in a few vectorised passes.
@@ -211,18 +214,23 @@ class StoryIndex:
     def _insert_many(self, rows: Sequence[tuple[str, frozenset[str], str]]) -> None:
         if not rows:
             return
-        buckets = self._buckets
         for (article_key, tokens, story_key), keys in zip(
             rows, band_keys([tokens for _, tokens, _ in rows]), strict=True
         ):
             self._tokens[article_key] = tokens
             self._story_of[article_key] = story_key
-            for key in keys:
-                bucket = buckets.get(key)
-                if bucket is None:
-                    buckets[key] = [article_key]
-                else:
-                    bucket.append(article_key)
+            self._file(article_key, keys)
+
+    def _file(self, article_key: str, keys: list[int]) -> None:
+        buckets = self._buckets
+        for key in keys:
+            bucket = buckets.setdefault(key, article_key)
+            if bucket is article_key:
+                continue
+            if isinstance(bucket, str):
+                buckets[key] = [bucket, article_key]
+            else:
+                bucket.append(article_key)
 
     def add(self, article_key: str, text: str, story_key: str) -> None:
         """Remember that ``article_key`` (with ``text``) belongs to ``story_key``.
@@ -265,7 +273,6 @@ class StoryIndex:
             if tokens_of[i] and article_key not in self._tokens
         ]
         keys_of = dict(zip(todo, band_keys([tokens_of[i] for i in todo]), strict=True))
-        buckets = self._buckets
         found: list[str | None] = []
         for i, (article_key, _, new_story_key) in enumerate(articles):
             tokens = tokens_of[i]
@@ -279,12 +286,7 @@ class StoryIndex:
             story = self._nearest(tokens, keys) if self._tokens else None
             self._tokens[article_key] = tokens
             self._story_of[article_key] = story if story is not None else new_story_key
-            for key in keys:
-                bucket = buckets.get(key)
-                if bucket is None:
-                    buckets[key] = [article_key]
-                else:
-                    bucket.append(article_key)
+            self._file(article_key, keys)
             found.append(story)
         return found
 
@@ -292,7 +294,11 @@ class StoryIndex:
         candidates: set[str] = set()
         for key in keys:
             bucket = self._buckets.get(key)
-            if bucket:
+            if bucket is None:
+                continue
+            if isinstance(bucket, str):
+                candidates.add(bucket)
+            else:
                 candidates.update(bucket)
         best_key: str | None = None
         best = self.threshold
