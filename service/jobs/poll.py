@@ -78,6 +78,22 @@ class _SourceView:
     last_new_item_at: datetime | None
 
 
+def _view_of(row: Source) -> _SourceView:
+    return _SourceView(
+        id=row.id,
+        kind=row.kind,
+        url=row.url,
+        tier=row.tier,
+        options=dict(row.options),
+        interval_minutes=row.interval_minutes,
+        etag=row.etag,
+        last_modified=row.last_modified,
+        consecutive_failures=row.consecutive_failures,
+        created_at=row.created_at,
+        last_new_item_at=row.last_new_item_at,
+    )
+
+
 def fetch_options(resources: Resources) -> FetchOptions:
     return fetch_options_from(resources.settings.http)
 
@@ -135,11 +151,23 @@ class Poller:
             await session.commit()
         if not ids:
             return []
+        # One read for the whole batch: a session and a query per source cost as much as
+        # storing a few of its items.
+        async with self.resources.sessionmaker() as session:
+            views = {
+                row.id: _view_of(row)
+                for row in (await session.execute(select(Source).where(Source.id.in_(ids))))
+                .scalars()
+                .all()
+            }
         gate = asyncio.Semaphore(settings.concurrency)
 
         async def one(source_id: str) -> PollResult:
             async with gate:
-                return await self._poll(source_id)
+                view = views.get(source_id)
+                if view is None:
+                    return PollResult(source_id, "error", error="source deleted")
+                return await self._poll_view(view)
 
         return list(await asyncio.gather(*(one(source_id) for source_id in ids)))
 
@@ -171,19 +199,10 @@ class Poller:
             row = await session.get(Source, source_id)
             if row is None:
                 return PollResult(source_id, "error", error="source deleted")
-            view = _SourceView(
-                id=row.id,
-                kind=row.kind,
-                url=row.url,
-                tier=row.tier,
-                options=dict(row.options),
-                interval_minutes=row.interval_minutes,
-                etag=row.etag,
-                last_modified=row.last_modified,
-                consecutive_failures=row.consecutive_failures,
-                created_at=row.created_at,
-                last_new_item_at=row.last_new_item_at,
-            )
+            view = _view_of(row)
+        return await self._poll_view(view)
+
+    async def _poll_view(self, view: _SourceView) -> PollResult:
         try:
             response = await fetch(
                 self.resources.http,
