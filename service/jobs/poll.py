@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import alerts
 from alerts.enrich import Gazetteer
+from alerts.matching import Matcher
 from alerts.normalise import (
     canonical_url,
     content_hash,
@@ -152,7 +153,8 @@ class Poller:
         if not ids:
             return []
         # One read for the whole batch: a session and a query per source cost as much as
-        # storing a few of its items.
+        # storing a few of its items. Likewise the rules: a rule changed while this batch
+        # runs applies from the next tick on, as one changed during a store always did.
         async with self.resources.sessionmaker() as session:
             views = {
                 row.id: _view_of(row)
@@ -160,6 +162,7 @@ class Poller:
                 .scalars()
                 .all()
             }
+            matcher = await self.matchers.get(session)
         gate = asyncio.Semaphore(settings.concurrency)
 
         async def one(source_id: str) -> PollResult:
@@ -167,7 +170,7 @@ class Poller:
                 view = views.get(source_id)
                 if view is None:
                     return PollResult(source_id, "error", error="source deleted")
-                return await self._poll_view(view)
+                return await self._poll_view(view, matcher)
 
         return list(await asyncio.gather(*(one(source_id) for source_id in ids)))
 
@@ -202,7 +205,7 @@ class Poller:
             view = _view_of(row)
         return await self._poll_view(view)
 
-    async def _poll_view(self, view: _SourceView) -> PollResult:
+    async def _poll_view(self, view: _SourceView, matcher: Matcher | None = None) -> PollResult:
         try:
             response = await fetch(
                 self.resources.http,
@@ -228,9 +231,13 @@ class Poller:
             if document is not None and view.kind == "html" and view.options.get("follow"):
                 known, pages = await self._follow(view, document)
             if self._store_gate is None:
-                return await self._store(view, response, document, pages=pages, known=known)
+                return await self._store(
+                    view, response, document, pages=pages, known=known, matcher=matcher
+                )
             async with self._store_gate:
-                return await self._store(view, response, document, pages=pages, known=known)
+                return await self._store(
+                    view, response, document, pages=pages, known=known, matcher=matcher
+                )
         except Exception as exc:  # per-source boundary: the batch goes on, the error is recorded
             log.exception("storing source %s failed", view.id)
             # The rolled-back articles may be in the story index (and SQLite reuses their ids):
@@ -301,6 +308,7 @@ class Poller:
         *,
         pages: dict[str, str] | None = None,
         known: set[str] | None = None,
+        matcher: Matcher | None = None,
     ) -> PollResult:
         now = self.resources.clock()
         new = updated = matched = 0
@@ -310,7 +318,8 @@ class Poller:
             if document is not None:
                 if document.parser_used == "feedparser":
                     metrics.PARSER_FALLBACKS.inc()
-                matcher = await self.matchers.get(session)
+                if matcher is None:
+                    matcher = await self.matchers.get(session)
                 # Tags and audiences only serve recording matches: none without rules.
                 rule_tags = await list_rule_tags(session) if len(matcher) else {}
                 audiences = await list_audiences(session) if len(matcher) else []
