@@ -2,7 +2,10 @@
 
 Each article is reduced to the set of content words of its title and lead (case-folded,
 stop words removed). MinHash LSH finds candidate neighbours in sub-linear time and the exact
-Jaccard similarity of the word sets decides.
+Jaccard similarity of the word sets decides. The MinHash signatures of a document's new articles
+are computed together in one numpy pass (128 multiply-shift hash functions over all their word
+hashes, then a minimum per article); the decision threshold and the LSH banding are those the
+per-article datasketch objects used.
 
 Threshold choice (``tests/data/stories/pairs.json``: 20 same-story pairs, the same event as
 worded by two outlets, e.g. APP vs Dawn, Kremlin vs TASS, and 20 hard different-story pairs,
@@ -63,8 +66,8 @@ _RNG = np.random.default_rng(20261128)
 # agrees. The uint64 overflow is the "mod 2**64".
 _MUL = _RNG.integers(0, 2**64, size=(_NUM_PERM, 1), dtype=np.uint64) | np.uint64(1)
 _ADD = _RNG.integers(0, 2**64, size=(_NUM_PERM, 1), dtype=np.uint64)
-# A band's 4 values are folded into one 64-bit key by a random linear combination; the band
-# number is part of the mix, so all bands share one dict. Two equal bands always get equal
+# A band's 4 values are folded into one 64-bit key by a random linear combination, with a
+# different mix for each band, so all bands share one dict. Two equal bands always get equal
 # keys; unequal ones collide with negligible probability, and a collision only adds a
 # candidate that the exact Jaccard test then rejects.
 _BAND_MIX = _RNG.integers(0, 2**64, size=(_BANDS, _ROWS), dtype=np.uint64) | np.uint64(1)
