@@ -2,7 +2,10 @@
 
 Each article is reduced to the set of content words of its title and lead (case-folded,
 stop words removed). MinHash LSH finds candidate neighbours in sub-linear time and the exact
-Jaccard similarity of the word sets decides.
+Jaccard similarity of the word sets decides. The MinHash signatures of a document's new articles
+are computed together in one numpy pass (128 multiply-shift hash functions over all their word
+hashes, then a minimum per article); the decision threshold and the LSH banding are those the
+per-article datasketch objects used.
 
 Threshold choice (``tests/data/stories/pairs.json``: 20 same-story pairs, the same event as
 worded by two outlets, e.g. APP vs Dawn, Kremlin vs TASS, and 20 hard different-story pairs,
@@ -24,30 +27,51 @@ missed merge only shows a duplicate, so the threshold errs high.
 
 from __future__ import annotations
 
-import functools
+import itertools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from datasketch import MinHash, MinHashLSH
+import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "DEFAULT_THRESHOLD",
     "StoryIndex",
     "StoryMember",
+    "band_keys",
     "canonical_member",
     "story_text",
     "story_tokens",
 ]
 
 DEFAULT_THRESHOLD = 0.58
-_LSH_THRESHOLD = 0.4
-"""LSH recall knob: candidates well below the decision threshold are still retrieved."""
 _NUM_PERM = 128
+_BANDS, _ROWS = 32, 4
+"""LSH banding of the 128 MinHash values: what datasketch's ``MinHashLSH`` chooses for a
+candidate threshold of 0.4 (its false positive/negative optimum), which the index used before
+the signatures were vectorised. A pair at the decision threshold (Jaccard 0.58) becomes a
+candidate with probability 1 - (1 - 0.58**4)**32 = 0.98, one at 0.65 with 0.998; the exact
+Jaccard of the word sets then decides, so the banding only bounds recall, never precision.
+"""
 _LEAD_CHARS = 400
 _WORD = re.compile(r"\w+")
+_SIGNATURE_CHUNK = 512
+"""Articles per vectorised signature computation (bounds the temporary array when the index
+is rebuilt from a whole window: 128 x tokens x 8 bytes)."""
+_RNG = np.random.default_rng(20261128)
+# Multiply-shift universal hashing, h(x) = (a * x + b) mod 2**64 >> 32 with odd a: one
+# independent hash function per permutation, fixed seeds so that every index in a process
+# agrees. The uint64 overflow is the "mod 2**64".
+_MUL = _RNG.integers(0, 2**64, size=(_NUM_PERM, 1), dtype=np.uint64) | np.uint64(1)
+_ADD = _RNG.integers(0, 2**64, size=(_NUM_PERM, 1), dtype=np.uint64)
+# A band's 4 values are folded into one 64-bit key by a random linear combination, with a
+# different mix for each band, so all bands share one dict. Two equal bands always get equal
+# keys; unequal ones collide with negligible probability, and a collision only adds a
+# candidate that the exact Jaccard test then rejects.
+_BAND_MIX = _RNG.integers(0, 2**64, size=(_BANDS, _ROWS), dtype=np.uint64) | np.uint64(1)
+_SHIFT = np.uint64(32)
 _STOP_WORDS = frozenset(
     [
         "a",
@@ -102,75 +126,55 @@ def story_text(title: str, text: str) -> str:
 
 def story_tokens(text: str) -> frozenset[str]:
     """Return the content words of ``text`` (case-folded, stop words removed)."""
-    return frozenset(w for w in _WORD.findall(text.casefold()) if w not in _STOP_WORDS)
+    return frozenset(_WORD.findall(text.casefold())).difference(_STOP_WORDS)
 
 
-def _token_hash(token: str) -> int:
-    # The index lives in one process and is rebuilt from stored text at start, so Python's
-    # (per-process salted) string hash is as good as SHA-1 here, at a fraction of the cost.
-    return hash(token) & 0xFFFFFFFF
+def _signatures(token_sets: Sequence[frozenset[str]]) -> npt.NDArray[np.uint64]:
+    """Return the MinHash signatures of non-empty word sets, one row of 128 values each.
 
-
-@functools.cache
-def _permutations() -> tuple[Any, str]:
-    # Drawing the permutations is most of a MinHash's construction cost; they depend only on
-    # the seed, so every MinHash shares one draw.
-    template = MinHash(num_perm=_NUM_PERM)
-    return template.permutations, str(template.scheme)
-
-
-class _Bands:
-    """LSH banding over MinHash signatures, as datasketch's ``MinHashLSH`` does it.
-
-    datasketch chooses the (bands, rows) split; the tables are plain dicts here because its
-    storage layer (byte swapping and one storage object per band) cost more than the MinHash
-    itself on every insert and query.
+    All sets are hashed in one numpy pass: a per-article MinHash object cost more than the
+    rest of the ingest of that article.
     """
-
-    def __init__(self, bands: int, rows: int) -> None:
-        self._rows = rows
-        self._tables: list[dict[bytes, list[str]]] = [{} for _ in range(bands)]
-
-    def keys(self, minhash: MinHash) -> list[bytes]:
-        """Return the band keys of ``minhash`` (pass them to :meth:`insert` and :meth:`query`)."""
-        # Slicing the bytes once is several times cheaper than one numpy slice per band, and
-        # gives the same keys: the signature is one contiguous array.
-        raw = minhash.hashvalues.tobytes()
-        step = len(raw) // len(minhash.hashvalues) * self._rows
-        return [raw[i * step : (i + 1) * step] for i in range(len(self._tables))]
-
-    def insert(self, key: str, bands: list[bytes]) -> None:
-        for table, band in zip(self._tables, bands, strict=True):
-            table.setdefault(band, []).append(key)
-
-    def query(self, bands: list[bytes]) -> set[str]:
-        found: set[str] = set()
-        for table, band in zip(self._tables, bands, strict=True):
-            bucket = table.get(band)
-            if bucket:
-                found.update(bucket)
-        return found
+    lengths = [len(tokens) for tokens in token_sets]
+    # The index lives in one process and is rebuilt from stored text at start, so Python's
+    # (per-process salted) string hash is as good as a cryptographic one here, and far cheaper.
+    hashes = np.fromiter(
+        map(hash, itertools.chain.from_iterable(token_sets)), dtype=np.int64, count=sum(lengths)
+    ).view(np.uint64)
+    values = np.multiply(_MUL, hashes)
+    values += _ADD
+    values >>= _SHIFT
+    starts = np.zeros(len(lengths), dtype=np.intp)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    return np.minimum.reduceat(values, starts, axis=1).T
 
 
-@functools.cache
-def _lsh_params() -> tuple[int, int]:
-    # datasketch integrates false positive/negative curves to choose (bands, rows); once is
-    # enough.
-    probe = MinHashLSH(threshold=_LSH_THRESHOLD, num_perm=_NUM_PERM)
-    return int(probe.b), int(probe.r)
+def band_keys(token_sets: Sequence[frozenset[str]]) -> list[list[int]]:
+    """Return the LSH band keys of each non-empty word set (32 ints per set).
+
+    Two sets share a key when one of their bands of 4 MinHash values is equal, which happens
+    with probability 1 - (1 - J**4)**32 for sets of Jaccard similarity J.
+    """
+    keys: list[list[int]] = []
+    for start in range(0, len(token_sets), _SIGNATURE_CHUNK):
+        signatures = _signatures(token_sets[start : start + _SIGNATURE_CHUNK])
+        bands = signatures.reshape(len(signatures), _BANDS, _ROWS) * _BAND_MIX
+        keys.extend(bands.sum(axis=2, dtype=np.uint64).tolist())
+    return keys
 
 
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
-    union = len(a | b)
-    return len(a & b) / union if union else 0.0
+    common = len(a & b)
+    union = len(a) + len(b) - common
+    return common / union if union else 0.0
 
 
 class StoryIndex:
     """Recent articles' word sets, searchable for near-duplicates.
 
     Build it from the recent window's ``(article_key, text, story_key)`` entries (``text`` as
-    made by :func:`story_text`), then call :meth:`assign` for each new article and :meth:`add`
-    once its story is known.
+    made by :func:`story_text`), then call :meth:`place_many` with each batch of new articles
+    (or :meth:`assign` and :meth:`add` one at a time).
     """
 
     def __init__(
@@ -186,11 +190,23 @@ class StoryIndex:
             threshold: minimum Jaccard similarity of content words for "same story".
         """
         self.threshold = threshold
-        self._lsh = _Bands(*_lsh_params())
+        # A bucket holds one article key, or a list of them once a second one shares the band:
+        # most bands are unique to an article, and 32 lists per article would double the cost
+        # of an insert (and keep the garbage collector busy).
+        self._buckets: dict[int, str | list[str]] = {}
         self._tokens: dict[str, frozenset[str]] = {}
         self._story_of: dict[str, str] = {}
+        # As many add() calls, with the signatures computed in a few vectorised passes.
+        fresh: dict[str, tuple[frozenset[str], str]] = {}
         for article_key, text, story_key in entries:
-            self.add(article_key, text, story_key)
+            known = fresh.get(article_key)
+            if known is not None:
+                fresh[article_key] = (known[0], story_key)
+                continue
+            tokens = story_tokens(text)
+            if tokens:
+                fresh[article_key] = (tokens, story_key)
+        self._insert_many([(key, tokens, story) for key, (tokens, story) in fresh.items()])
 
     def __len__(self) -> int:
         return len(self._tokens)
@@ -198,14 +214,26 @@ class StoryIndex:
     def __contains__(self, article_key: object) -> bool:
         return article_key in self._tokens
 
-    @staticmethod
-    def _minhash(tokens: frozenset[str]) -> MinHash:
-        permutations, scheme = _permutations()
-        minhash = MinHash(
-            num_perm=_NUM_PERM, permutations=permutations, scheme=scheme, hashfunc=_token_hash
-        )
-        minhash.update_batch(list(tokens))
-        return minhash
+    def _insert_many(self, rows: Sequence[tuple[str, frozenset[str], str]]) -> None:
+        if not rows:
+            return
+        for (article_key, tokens, story_key), keys in zip(
+            rows, band_keys([tokens for _, tokens, _ in rows]), strict=True
+        ):
+            self._tokens[article_key] = tokens
+            self._story_of[article_key] = story_key
+            self._file(article_key, keys)
+
+    def _file(self, article_key: str, keys: list[int]) -> None:
+        buckets = self._buckets
+        for key in keys:
+            bucket = buckets.setdefault(key, article_key)
+            if bucket is article_key:
+                continue
+            if isinstance(bucket, str):
+                buckets[key] = [bucket, article_key]
+            else:
+                bucket.append(article_key)
 
     def add(self, article_key: str, text: str, story_key: str) -> None:
         """Remember that ``article_key`` (with ``text``) belongs to ``story_key``.
@@ -216,41 +244,68 @@ class StoryIndex:
             self._story_of[article_key] = story_key
             return
         tokens = story_tokens(text)
-        if not tokens:
-            return
-        self._tokens[article_key] = tokens
-        self._story_of[article_key] = story_key
-        self._lsh.insert(article_key, self._lsh.keys(self._minhash(tokens)))
+        if tokens:
+            self._insert_many([(article_key, tokens, story_key)])
 
     def assign(self, text: str) -> str | None:
         """Return the story of the most similar known article, or ``None`` for a new story."""
         tokens = story_tokens(text)
         if not tokens or not self._tokens:
             return None
-        return self._nearest(tokens, self._lsh.keys(self._minhash(tokens)))
+        return self._nearest(tokens, band_keys([tokens])[0])
 
     def place(self, article_key: str, text: str, new_story_key: str) -> str | None:
-        """Assign and add in one step (one MinHash instead of two).
+        """Assign and add in one step.
 
         Returns the story of a near-duplicate, or ``None`` after recording ``article_key``
         under ``new_story_key``.
         """
-        tokens = story_tokens(text)
-        if not tokens:
-            return None
-        if article_key in self._tokens:
-            return self._story_of[article_key]
-        bands = self._lsh.keys(self._minhash(tokens))
-        found = self._nearest(tokens, bands) if self._tokens else None
-        self._tokens[article_key] = tokens
-        self._story_of[article_key] = found if found is not None else new_story_key
-        self._lsh.insert(article_key, bands)
+        return self.place_many([(article_key, text, new_story_key)])[0]
+
+    def place_many(self, articles: Sequence[tuple[str, str, str]]) -> list[str | None]:
+        """:meth:`place` each ``(article_key, text, new_story_key)`` in order.
+
+        The same answers as one :meth:`place` call per article (an article may join the story
+        of one placed earlier in the batch), with the signatures of the whole batch computed
+        in one vectorised pass.
+        """
+        tokens_of = [story_tokens(text) for _, text, _ in articles]
+        todo = [
+            i
+            for i, (article_key, _, _) in enumerate(articles)
+            if tokens_of[i] and article_key not in self._tokens
+        ]
+        keys_of = dict(zip(todo, band_keys([tokens_of[i] for i in todo]), strict=True))
+        found: list[str | None] = []
+        for i, (article_key, _, new_story_key) in enumerate(articles):
+            tokens = tokens_of[i]
+            if not tokens:
+                found.append(None)
+                continue
+            if article_key in self._tokens:
+                found.append(self._story_of[article_key])
+                continue
+            keys = keys_of[i]
+            story = self._nearest(tokens, keys) if self._tokens else None
+            self._tokens[article_key] = tokens
+            self._story_of[article_key] = story if story is not None else new_story_key
+            self._file(article_key, keys)
+            found.append(story)
         return found
 
-    def _nearest(self, tokens: frozenset[str], bands: list[bytes]) -> str | None:
+    def _nearest(self, tokens: frozenset[str], keys: list[int]) -> str | None:
+        candidates: set[str] = set()
+        for key in keys:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                continue
+            if isinstance(bucket, str):
+                candidates.add(bucket)
+            else:
+                candidates.update(bucket)
         best_key: str | None = None
         best = self.threshold
-        for candidate in self._lsh.query(bands):
+        for candidate in candidates:
             similarity = _jaccard(tokens, self._tokens[candidate])
             if similarity >= best:
                 best_key, best = candidate, similarity

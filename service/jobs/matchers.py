@@ -24,18 +24,22 @@ class MatcherCache:
         self._lock = asyncio.Lock()
 
     async def get(self, session: AsyncSession) -> Matcher:
-        rows = (
-            (
-                await session.execute(
-                    select(WatchRule).where(WatchRule.enabled.is_(True)).order_by(WatchRule.id)
-                )
+        enabled = WatchRule.enabled.is_(True)
+        fingerprint = tuple(
+            (row.id, row.version)
+            for row in await session.execute(
+                select(WatchRule.id, WatchRule.version).where(enabled).order_by(WatchRule.id)
             )
-            .scalars()
-            .all()
         )
-        fingerprint = tuple((rule.id, rule.version) for rule in rows)
         async with self._lock:
             if self._matcher is None or fingerprint != self._fingerprint:
+                # Only a change reads the rules themselves (every poll of every source asks).
+                rows = (
+                    (await session.execute(select(WatchRule).where(enabled).order_by(WatchRule.id)))
+                    .scalars()
+                    .all()
+                )
+                fingerprint = tuple((rule.id, rule.version) for rule in rows)
                 # Compiling thousands of rules takes seconds of CPU: keep the event loop free.
                 self._matcher = await asyncio.to_thread(
                     build_matcher,

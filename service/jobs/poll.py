@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import alerts
 from alerts.enrich import Gazetteer
+from alerts.matching import Matcher
 from alerts.normalise import (
     canonical_url,
     content_hash,
@@ -78,6 +79,22 @@ class _SourceView:
     last_new_item_at: datetime | None
 
 
+def _view_of(row: Source) -> _SourceView:
+    return _SourceView(
+        id=row.id,
+        kind=row.kind,
+        url=row.url,
+        tier=row.tier,
+        options=dict(row.options),
+        interval_minutes=row.interval_minutes,
+        etag=row.etag,
+        last_modified=row.last_modified,
+        consecutive_failures=row.consecutive_failures,
+        created_at=row.created_at,
+        last_new_item_at=row.last_new_item_at,
+    )
+
+
 def fetch_options(resources: Resources) -> FetchOptions:
     return fetch_options_from(resources.settings.http)
 
@@ -135,11 +152,25 @@ class Poller:
             await session.commit()
         if not ids:
             return []
+        # One read for the whole batch: a session and a query per source cost as much as
+        # storing a few of its items. Likewise the rules: a rule changed while this batch
+        # runs applies from the next tick on, as one changed during a store always did.
+        async with self.resources.sessionmaker() as session:
+            views = {
+                row.id: _view_of(row)
+                for row in (await session.execute(select(Source).where(Source.id.in_(ids))))
+                .scalars()
+                .all()
+            }
+            matcher = await self.matchers.get(session)
         gate = asyncio.Semaphore(settings.concurrency)
 
         async def one(source_id: str) -> PollResult:
             async with gate:
-                return await self._poll(source_id)
+                view = views.get(source_id)
+                if view is None:
+                    return PollResult(source_id, "error", error="source deleted")
+                return await self._poll_view(view, matcher)
 
         return list(await asyncio.gather(*(one(source_id) for source_id in ids)))
 
@@ -171,19 +202,10 @@ class Poller:
             row = await session.get(Source, source_id)
             if row is None:
                 return PollResult(source_id, "error", error="source deleted")
-            view = _SourceView(
-                id=row.id,
-                kind=row.kind,
-                url=row.url,
-                tier=row.tier,
-                options=dict(row.options),
-                interval_minutes=row.interval_minutes,
-                etag=row.etag,
-                last_modified=row.last_modified,
-                consecutive_failures=row.consecutive_failures,
-                created_at=row.created_at,
-                last_new_item_at=row.last_new_item_at,
-            )
+            view = _view_of(row)
+        return await self._poll_view(view)
+
+    async def _poll_view(self, view: _SourceView, matcher: Matcher | None = None) -> PollResult:
         try:
             response = await fetch(
                 self.resources.http,
@@ -209,9 +231,13 @@ class Poller:
             if document is not None and view.kind == "html" and view.options.get("follow"):
                 known, pages = await self._follow(view, document)
             if self._store_gate is None:
-                return await self._store(view, response, document, pages=pages, known=known)
+                return await self._store(
+                    view, response, document, pages=pages, known=known, matcher=matcher
+                )
             async with self._store_gate:
-                return await self._store(view, response, document, pages=pages, known=known)
+                return await self._store(
+                    view, response, document, pages=pages, known=known, matcher=matcher
+                )
         except Exception as exc:  # per-source boundary: the batch goes on, the error is recorded
             log.exception("storing source %s failed", view.id)
             # The rolled-back articles may be in the story index (and SQLite reuses their ids):
@@ -282,6 +308,7 @@ class Poller:
         *,
         pages: dict[str, str] | None = None,
         known: set[str] | None = None,
+        matcher: Matcher | None = None,
     ) -> PollResult:
         now = self.resources.clock()
         new = updated = matched = 0
@@ -291,7 +318,8 @@ class Poller:
             if document is not None:
                 if document.parser_used == "feedparser":
                     metrics.PARSER_FALLBACKS.inc()
-                matcher = await self.matchers.get(session)
+                if matcher is None:
+                    matcher = await self.matchers.get(session)
                 # Tags and audiences only serve recording matches: none without rules.
                 rule_tags = await list_rule_tags(session) if len(matcher) else {}
                 audiences = await list_audiences(session) if len(matcher) else []
@@ -457,18 +485,25 @@ class Poller:
         if not articles:
             return
         async with self._story_lock:
-            texts: dict[int, str] = {}
-            placements: list[tuple[StoredArticle, int | None]] = []
-            for article in articles:
-                text = story_text(article.data.title, article.data.summary or article.data.text)
-                texts[article.id] = text
-                # A founder is known as "-<article id>" until its story row has an id, so a
-                # near-duplicate later in this same document joins it.
-                found = self.stories.place(str(article.id), text, f"-{article.id}")
-                placements.append((article, int(found) if found is not None else None))
+            texts = [
+                story_text(article.data.title, article.data.summary or article.data.text)
+                for article in articles
+            ]
+            # A founder is known as "-<article id>" until its story row has an id, so a
+            # near-duplicate later in this same document joins it.
+            found = self.stories.place_many(
+                [
+                    (str(article.id), text, f"-{article.id}")
+                    for article, text in zip(articles, texts, strict=True)
+                ]
+            )
+            placements = [
+                (article, int(story) if story is not None else None)
+                for article, story in zip(articles, found, strict=True)
+            ]
             filed = await file_into_stories(session, placements=placements, tier=tier, now=now)
-            for article in articles:
-                self.stories.add(str(article.id), texts[article.id], str(filed[article.id]))
+            for article, text in zip(articles, texts, strict=True):
+                self.stories.add(str(article.id), text, str(filed[article.id]))
 
     async def _record_failure(self, view: _SourceView, exc: Exception) -> PollResult:
         now = self.resources.clock()
@@ -605,7 +640,7 @@ def prepare_item(
     text = page_text or html_to_text(item.content_html) or summary
     url = item.url or ""
     canonical = canonical_url(url) if url else ""
-    digest = content_hash(title, text)
+    digest = content_hash(title, text, collapsed=page_text is None)
     published, replaced = normalise_published(item.published, fetched_at=fetched_at)
     declared = item.language or default_language
     language = _language_code(declared) if declared else ""

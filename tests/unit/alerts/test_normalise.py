@@ -67,6 +67,14 @@ def test_plain_text_whitespace_collapses_like_the_regex(text: str) -> None:
     assert html_to_text(text) == re.sub(r"\s+", " ", text).strip()
 
 
+@given(st.lists(st.sampled_from(["A", "é", "ß", " ", "\n", "\xa0", "<p>", "İ", "&amp;"])))
+def test_content_hash_of_collapsed_text_is_the_same_hash(parts: list[str]) -> None:
+    text = "".join(parts)
+    title, body = html_to_text(text[:5]), html_to_text(text)
+    assert content_hash(title, body, collapsed=True) == content_hash(title, body)
+    assert content_hash(f" {title}\n", f"{body}  ") == content_hash(title, body, collapsed=True)
+
+
 def test_normalise_published() -> None:
     valid = datetime(2024, 6, 14, 9, 0, tzinfo=timezone(timedelta(hours=5)))
     assert normalise_published(valid, fetched_at=FETCHED) == (

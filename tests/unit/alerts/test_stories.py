@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 
 from alerts.stories import (
+    _ADD,
+    _BAND_MIX,
+    _MUL,
     StoryIndex,
     StoryMember,
-    _Bands,
-    _lsh_params,
+    band_keys,
     canonical_member,
     story_text,
     story_tokens,
@@ -84,13 +86,43 @@ def test_place_assigns_and_records_in_one_step() -> None:
     assert "a3" not in index
 
 
-def test_band_keys_are_the_signature_slices_per_band() -> None:
-    bands = _Bands(*_lsh_params())
-    minhash = StoryIndex._minhash(
-        story_tokens("Pakistan and Russia sign LNG supply deal in Moscow")
+def _reference_band_keys(tokens: frozenset[str]) -> list[int]:
+    """One article's band keys computed value by value, without numpy."""
+    mask = 2**64 - 1
+    hashes = [hash(token) & mask for token in tokens]
+    signature = [
+        min(((int(a) * h + int(b)) & mask) >> 32 for h in hashes)
+        for a, b in zip(_MUL[:, 0], _ADD[:, 0], strict=True)
+    ]
+    rows = _BAND_MIX.shape[1]
+    return [
+        sum(int(m) * v for m, v in zip(mix, signature[band * rows :], strict=False)) & mask
+        for band, mix in enumerate(_BAND_MIX)
+    ]
+
+
+def test_band_keys_are_minhash_bands_whatever_the_batch() -> None:
+    texts = [pair["a"] for pair in PAIRS[:12]] + ["Pakistan and Russia sign LNG supply deal"]
+    sets = [story_tokens(text) for text in texts]
+    batch = band_keys(sets)
+    assert batch == [_reference_band_keys(tokens) for tokens in sets]
+    assert batch == [band_keys([tokens])[0] for tokens in sets]
+    assert all(len(keys) == 32 and len(set(keys)) == 32 for keys in batch)
+
+
+def test_identical_sets_share_every_band_and_disjoint_sets_none() -> None:
+    first, again = band_keys(
+        [story_tokens("gas pipeline deal signed"), story_tokens("Deal signed: gas pipeline")]
     )
-    values = minhash.hashvalues
-    rows = bands._rows
-    expected = [values[i * rows : (i + 1) * rows].tobytes() for i in range(len(bands._tables))]
-    assert bands.keys(minhash) == expected
-    assert len(set(expected)) > 1
+    other = band_keys([story_tokens("cricket match postponed by rain")])[0]
+    assert first == again
+    assert not set(first) & set(other)
+
+
+def test_place_many_equals_one_place_per_article() -> None:
+    texts = [(f"k{i}", pair[side], f"s{i}{side}") for i, pair in enumerate(PAIRS) for side in "ab"]
+    one_by_one = StoryIndex()
+    expected = [one_by_one.place(*entry) for entry in texts]
+    batched = StoryIndex()
+    assert batched.place_many(texts) == expected
+    assert any(found is not None for found in expected)
