@@ -28,7 +28,7 @@ from alerts.types import RuleSpec
 
 __all__ = ["RULE_ID", "RuleDefinition", "dump_rules_toml", "parse_rules_toml"]
 
-RULE_ID: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+RULE_ID: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}\Z")
 _KNOWN_KEYS: Final = frozenset(
     {"id", "name", "description", "query", "tags", "min_score", "enabled"}
 )

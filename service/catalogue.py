@@ -32,7 +32,7 @@ from service.db.models import Source, WatchRule
 from service.exceptions import ServiceError
 from service.sources.options import check_options
 
-SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}\Z")
 
 SourceKind = Literal["feed", "html", "json"]
 SourceTier = Literal["official", "news", "aggregator"]

@@ -44,7 +44,7 @@ SendStatus = Literal["sent", "retry", "permanent"]
 _CONFIGURATION_CODES = frozenset({530, 534, 535, 538})
 
 
-_ID_LEFT = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
+_ID_LEFT = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+\Z")
 
 
 def make_message_id(key: str, *, domain: str) -> str:
@@ -57,7 +57,7 @@ def make_message_id(key: str, *, domain: str) -> str:
     Raises:
         ValueError: ``key`` or ``domain`` contains characters a Message-ID cannot carry.
     """
-    if not _ID_LEFT.match(key) or not re.match(r"^[A-Za-z0-9.-]+$", domain):
+    if not _ID_LEFT.match(key) or not re.match(r"^[A-Za-z0-9.-]+\Z", domain):
         raise ValueError(f"cannot build a Message-ID from {key!r} and {domain!r}")
     return f"<{key}@{domain}>"
 

@@ -42,7 +42,7 @@ RETRY_SCHEDULE: tuple[timedelta, ...] = (
 DISABLE_AFTER = timedelta(days=5)
 MAX_RETRY_AFTER = timedelta(hours=24)
 EXCERPT_BYTES = 1024
-_MSG_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+_MSG_ID = re.compile(r"^[A-Za-z0-9_-]+\Z")
 
 WebhookStatus = Literal["delivered", "retry", "disabled", "failed"]
 UrlGuard = Callable[[str], Awaitable[None]]

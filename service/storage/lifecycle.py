@@ -29,7 +29,7 @@ CADENCES = ("immediate", "hourly", "daily", "weekly")
 _EMAIL = re.compile(
     r"^[^@\s<>(),;:\"\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
 )
-_SEND_TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+_SEND_TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d\Z")
 
 
 class InvalidPreferencesError(ServiceError, ValueError):

@@ -63,6 +63,7 @@ def test_dump_round_trips() -> None:
     ("text", "rule_id", "message"),
     [
         ('[[rule]]\nid = "Bad Id"\nquery = "oil"', None, "slug"),
+        ('[[rule]]\nid = "oil\\n"\nquery = "oil"', None, "slug"),
         ('[[rule]]\nquery = "oil"', None, "slug"),
         ('[[rule]]\nid = "a"\n', "a", "query is required"),
         ('[[rule]]\nid = "a"\nquery = "oil"\ncolour = "red"', "a", "unknown keys: colour"),

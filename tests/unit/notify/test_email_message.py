@@ -97,3 +97,8 @@ def test_make_message_id() -> None:
         make_message_id("a b", domain="news.example.org")
     with pytest.raises(ValueError, match="Message-ID"):
         make_message_id("a", domain="news example")
+    # "$" would accept a trailing newline: a header injection.
+    with pytest.raises(ValueError, match="Message-ID"):
+        make_message_id("a\n", domain="news.example.org")
+    with pytest.raises(ValueError, match="Message-ID"):
+        make_message_id("a", domain="news.example.org\n")

@@ -90,6 +90,16 @@ def test_message_ids_never_carry_dots(msg_id: str) -> None:
             signed_headers(msg_id=msg_id, timestamp=1, body=b"", secrets=[secret])
 
 
+def test_a_trailing_newline_is_not_a_valid_message_id() -> None:
+    with pytest.raises(ValueError, match="webhook-id"):
+        signed_headers(
+            msg_id="msg_1\n",
+            timestamp=1,
+            body=b"",
+            secrets=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+        )
+
+
 def test_no_secret_is_an_error() -> None:
     with pytest.raises(ValueError, match="secret"):
         signed_headers(msg_id="msg_1", timestamp=1, body=b"", secrets=[])
