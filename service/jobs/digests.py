@@ -320,6 +320,11 @@ class _SendTotals:
     claimed: int = 0
 
 
+#: Deliveries prepared (loaded, digests rebuilt) per read transaction. Preparing writes
+#: nothing, so a chunk can be large: a delivery only becomes an attempt when it is started.
+_PREPARE_CHUNK = 100
+
+
 async def send_due(resources: Resources) -> _SendTotals:
     """Claim due deliveries and send them, ``delivery.concurrency`` at a time."""
     now = resources.clock()
@@ -352,27 +357,43 @@ async def send_due(resources: Resources) -> _SendTotals:
         url_guard=partial(check_url, allow_loopback=resources.settings.http.allow_loopback),
     )
     # ``concurrency`` lanes send side by side, each e-mail lane over its own SMTP connection
-    # (opened on first use, reused for the whole batch). The attempt rows of a chunk (one
-    # delivery per lane) commit together before any of its network calls. Never more: a
-    # prepared delivery that a crash catches unsent would be flagged as a possible duplicate.
+    # (opened on first use, reused for the whole batch). Deliveries are prepared a large
+    # chunk at a time (reads only; the next chunk is read while this one is on the wire),
+    # and started a group at a time: one delivery per lane, whose attempt rows commit
+    # together right before the group's network calls. Never more per group: a delivery
+    # started but caught unsent by a crash is flagged as a possible duplicate on its retry.
     lanes = max(1, settings.concurrency)
-    recorder = _Recorder(resources)
+    writer = _Writer(resources)
 
-    async def lane(connection: MailerConnection, item: _Prepared) -> None:
+    async def lane(connection: MailerConnection, item: _Prepared, started: _Started) -> None:
         result = await _transmit(resources, item, connection, sender)
-        recorder.add(item, result, now=item.prepared_at, at=resources.clock())
+        writer.add(item, started, result, at=resources.clock())
 
+    chunks = [ids[start : start + _PREPARE_CHUNK] for start in range(0, len(ids), _PREPARE_CHUNK)]
     async with AsyncExitStack() as stack:
         connections = [await stack.enter_async_context(mailer.connection()) for _ in range(lanes)]
-        recording = asyncio.create_task(recorder.run())
+        writing = asyncio.create_task(writer.run())
+        upcoming = asyncio.create_task(_prepare_chunk(resources, chunks[0], writer))
         try:
-            for start in range(0, len(ids), lanes):
-                prepared = await _prepare_chunk(resources, ids[start : start + lanes], recorder)
-                await asyncio.gather(*map(lane, connections, prepared))
+            for index in range(len(chunks)):
+                prepared = await upcoming
+                if index + 1 < len(chunks):
+                    upcoming = asyncio.create_task(
+                        _prepare_chunk(resources, chunks[index + 1], writer)
+                    )
+                for start in range(0, len(prepared), lanes):
+                    group = prepared[start : start + lanes]
+                    started = await writer.start(group)
+                    await asyncio.gather(*map(lane, connections, group, started))
         finally:
-            recorder.close()
-            await recording
-    outcomes = recorder.outcomes
+            upcoming.cancel()
+            await asyncio.wait([upcoming])
+            if not upcoming.cancelled():
+                # Retrieved so a failed read-ahead is not reported a second time.
+                upcoming.exception()
+            writer.close()
+            await writing
+    outcomes = writer.outcomes
     return _SendTotals(
         delivered=outcomes.count("delivered"),
         retrying=outcomes.count("retry"),
@@ -388,9 +409,15 @@ class _Prepared:
     subscriber: Subscriber | None
     endpoint: WebhookEndpoint | None
     digest: Digest
-    attempt_id: int
     number: int
-    prepared_at: datetime
+    # Attempts a dead worker left unfinished: they may have reached the receiver.
+    abandoned: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Started:
+    attempt_id: int
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,13 +431,11 @@ class _Sent:
 
 
 async def _prepare_chunk(
-    resources: Resources, ids: Sequence[int], recorder: _Recorder
+    resources: Resources, ids: Sequence[int], writer: _Writer
 ) -> list[_Prepared]:
-    now = resources.clock()
+    """Load a chunk of claimed deliveries and rebuild their digests; writes nothing."""
     prepared: list[_Prepared] = []
-    async with recorder.writing, resources.sessionmaker() as session:
-        # The chunk's rows, digests and unfinished attempts load in a few queries, and its
-        # attempt rows insert in one flush.
+    async with resources.sessionmaker() as session:
         deliveries = {
             d.id: d
             for d in (await session.execute(select(Delivery).where(Delivery.id.in_(ids))))
@@ -428,186 +453,278 @@ async def _prepare_chunk(
         }
         subscriber_ids = {s.subscriber_id for s in subs.values() if s.subscriber_id is not None}
         endpoint_ids = {s.endpoint_id for s in subs.values() if s.endpoint_id is not None}
-        subscribers = {
-            row.id: row
-            for row in (
-                await session.execute(select(Subscriber).where(Subscriber.id.in_(subscriber_ids)))
-            ).scalars()
-        }
-        endpoints = {
-            row.id: row
-            for row in (
-                await session.execute(
-                    select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids))
-                )
-            ).scalars()
-        }
+        subscribers = (
+            {
+                row.id: row
+                for row in (
+                    await session.execute(
+                        select(Subscriber).where(Subscriber.id.in_(subscriber_ids))
+                    )
+                ).scalars()
+            }
+            if subscriber_ids
+            else {}
+        )
+        endpoints = (
+            {
+                row.id: row
+                for row in (
+                    await session.execute(
+                        select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids))
+                    )
+                ).scalars()
+            }
+            if endpoint_ids
+            else {}
+        )
         mine = [
             deliveries[delivery_id]
             for delivery_id in ids
             if delivery_id in deliveries and deliveries[delivery_id].lease_owner == resources.owner
         ]
-        recorder.outcomes += ["skipped"] * (len(ids) - len(mine))
+        writer.outcomes += ["skipped"] * (len(ids) - len(mine))
         digests = await load_digests(
             session, mine, limit=resources.settings.delivery.digest_item_limit
         )
         retried = [d.id for d in mine if d.attempts]
-        unfinished: dict[int, list[DeliveryAttempt]] = {}
+        unfinished: dict[int, list[int]] = {}
         if retried:
-            for lost in (
-                await session.execute(
-                    select(DeliveryAttempt).where(
-                        DeliveryAttempt.delivery_id.in_(retried),
-                        DeliveryAttempt.outcome == "started",
-                    )
+            for delivery_id, attempt_id in await session.execute(
+                select(DeliveryAttempt.delivery_id, DeliveryAttempt.id).where(
+                    DeliveryAttempt.delivery_id.in_(retried),
+                    DeliveryAttempt.outcome == "started",
                 )
-            ).scalars():
-                unfinished.setdefault(lost.delivery_id, []).append(lost)
-        staged: list[tuple[Delivery, Subscription, DeliveryAttempt]] = []
-        for delivery in mine:
-            sub = subs.get(delivery.subscription_id)
-            subscriber = (
-                subscribers.get(sub.subscriber_id)
-                if sub is not None and sub.subscriber_id is not None
-                else None
-            )
-            endpoint = (
-                endpoints.get(sub.endpoint_id)
-                if sub is not None and sub.endpoint_id is not None
-                else None
-            )
-            gone = (
-                sub is None
-                or not sub.enabled
-                or (subscriber is not None and subscriber.status != "active")
-                or (endpoint is not None and not endpoint.enabled)
-            )
-            if gone:
-                delivery.status = "cancelled"
-                delivery.lease_owner = delivery.lease_until = None
-                recorder.outcomes.append("failed")
-                continue
-            assert sub is not None
-            for lost in unfinished.get(delivery.id, ()):
-                # A worker died between committing this attempt and recording its outcome:
-                # the message may have reached the receiver, who dedupes on the same id.
-                lost.outcome, lost.finished_at = "abandoned", now
-                lost.error = "the worker stopped before recording the outcome"
-                delivery.possible_duplicate = True
-            delivery.attempts += 1
-            attempt = DeliveryAttempt(
-                delivery_id=delivery.id,
-                number=delivery.attempts,
-                started_at=now,
-                outcome="started",
-            )
-            session.add(attempt)
-            staged.append((delivery, sub, attempt))
-        await session.flush()
-        for delivery, sub, attempt in staged:
-            prepared.append(
-                _Prepared(
-                    delivery,
-                    sub,
-                    subscribers.get(sub.subscriber_id) if sub.subscriber_id is not None else None,
-                    endpoints.get(sub.endpoint_id) if sub.endpoint_id is not None else None,
-                    digests[delivery.id],
-                    attempt.id,
-                    delivery.attempts,
-                    now,
-                )
-            )
-        # Committed before the network calls: a crash leaves evidence of the phase reached.
+            ):
+                unfinished.setdefault(delivery_id, []).append(attempt_id)
+        # A read-only transaction: committing it just ends it, keeping the loaded objects.
         await session.commit()
-
+    cancelled: list[int] = []
+    for delivery in mine:
+        sub = subs.get(delivery.subscription_id)
+        subscriber = (
+            subscribers.get(sub.subscriber_id)
+            if sub is not None and sub.subscriber_id is not None
+            else None
+        )
+        endpoint = (
+            endpoints.get(sub.endpoint_id)
+            if sub is not None and sub.endpoint_id is not None
+            else None
+        )
+        gone = (
+            sub is None
+            or not sub.enabled
+            or (subscriber is not None and subscriber.status != "active")
+            or (endpoint is not None and not endpoint.enabled)
+        )
+        if gone:
+            cancelled.append(delivery.id)
+            continue
+        assert sub is not None
+        prepared.append(
+            _Prepared(
+                delivery,
+                sub,
+                subscriber,
+                endpoint,
+                digests[delivery.id],
+                delivery.attempts + 1,
+                tuple(unfinished.get(delivery.id, ())),
+            )
+        )
+    if cancelled:
+        writer.cancel(cancelled)
     return prepared
 
 
-class _Recorder:
-    """Records outcomes as they arrive, all those waiting in one transaction (group commit).
+_Outcome = tuple[_Prepared, _Started, _Sent, datetime]
 
-    Each outcome still commits as soon as the previous write is done, so a crash only leaves
-    the attempts still in flight unfinished (and flagged as possible duplicates on their
-    retry); concurrent lanes no longer queue for SQLite's single writer one by one.
-    ``writing`` serialises this job's write transactions: SQLite's busy handler would
-    otherwise sleep while another of our own sessions holds the write lock.
+
+class _Writer:
+    """The send job's only writer: starts attempts and records outcomes, in group commits.
+
+    A start (a group's attempt rows, committed before its network calls) and every outcome
+    waiting at that moment go into one transaction; an outcome still commits as soon as the
+    previous write is done, so a crash only leaves the attempts in flight unfinished (and
+    flagged as possible duplicates on their retry).
     """
 
     def __init__(self, resources: Resources) -> None:
         self._resources = resources
-        self._queue: asyncio.Queue[tuple[_Prepared, _Sent, datetime, datetime] | None] = (
-            asyncio.Queue()
-        )
+        self._outcomes: list[_Outcome] = []
+        self._starts: list[tuple[Sequence[_Prepared], asyncio.Future[list[_Started]]]] = []
+        self._cancelled: list[int] = []
+        self._wake = asyncio.Event()
+        self._closed = False
+        self._failed: BaseException | None = None
         self.outcomes: list[str] = []
-        self.writing = asyncio.Lock()
 
-    def add(self, item: _Prepared, sent: _Sent, *, now: datetime, at: datetime) -> None:
-        self._queue.put_nowait((item, sent, now, at))
+    def add(self, item: _Prepared, started: _Started, sent: _Sent, *, at: datetime) -> None:
+        self._outcomes.append((item, started, sent, at))
+        self._wake.set()
+
+    def cancel(self, delivery_ids: Sequence[int]) -> None:
+        self._cancelled += delivery_ids
+        self.outcomes += ["failed"] * len(delivery_ids)
+        self._wake.set()
+
+    async def start(self, group: Sequence[_Prepared]) -> list[_Started]:
+        """Commit the group's attempt rows; return them once committed."""
+        if self._failed is not None:
+            raise self._failed
+        future: asyncio.Future[list[_Started]] = asyncio.get_running_loop().create_future()
+        self._starts.append((group, future))
+        self._wake.set()
+        return await future
 
     def close(self) -> None:
-        self._queue.put_nowait(None)
+        self._closed = True
+        self._wake.set()
 
     async def run(self) -> None:
-        done = False
-        while not done:
-            batch = [await self._queue.get()]
-            while not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            items = [entry for entry in batch if entry is not None]
-            done = len(items) < len(batch)
-            if items:
-                await self._write(items)
+        while True:
+            if not (self._outcomes or self._starts or self._cancelled):
+                if self._closed:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            outcomes, self._outcomes = self._outcomes, []
+            starts, self._starts = self._starts, []
+            cancelled, self._cancelled = self._cancelled, []
+            try:
+                results, statuses = await self._write(
+                    outcomes, [group for group, _ in starts], cancelled
+                )
+            except BaseException as exc:
+                self._failed = exc
+                for _, future in starts + self._starts:
+                    future.set_exception(exc)
+                raise
+            for (_, future), started in zip(starts, results, strict=True):
+                future.set_result(started)
+            for (item, _, sent, _), final in zip(outcomes, statuses, strict=True):
+                metrics.DELIVERIES.labels(item.delivery.channel, final).inc()
+                log.info(
+                    "delivery attempted delivery_id=%s status=%s code=%s",
+                    item.delivery.id,
+                    final,
+                    sent.code,
+                )
+                self.outcomes.append(
+                    {"delivered": "delivered", "retry_wait": "retry"}.get(final, "failed")
+                )
 
-    async def _write(self, items: Sequence[tuple[_Prepared, _Sent, datetime, datetime]]) -> None:
-        resources = self._resources
-        max_attempts = resources.settings.delivery.max_attempts
-        async with self.writing, resources.sessionmaker() as session:
-            endpoint_ids = {item.endpoint.id for item, *_ in items if item.endpoint is not None}
-            endpoints = (
-                {
-                    row.id: row
-                    for row in (
-                        await session.execute(
-                            select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids))
-                        )
-                    ).scalars()
-                }
-                if endpoint_ids
-                else {}
+    async def _write(
+        self,
+        outcomes: Sequence[_Outcome],
+        starts: Sequence[Sequence[_Prepared]],
+        cancelled: Sequence[int],
+    ) -> tuple[list[list[_Started]], list[str]]:
+        deliveries = cast(Table, Delivery.__table__)
+        async with self._resources.sessionmaker() as session:
+            statuses = await self._record(session, outcomes) if outcomes else []
+            if cancelled:
+                await session.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id.in_(cancelled))
+                    .values(status="cancelled", lease_owner=None, lease_until=None)
+                )
+            started = await self._start(session, starts) if starts else []
+            await session.commit()
+        return started, statuses
+
+    async def _start(
+        self, session: AsyncSession, starts: Sequence[Sequence[_Prepared]]
+    ) -> list[list[_Started]]:
+        deliveries = cast(Table, Delivery.__table__)
+        attempts = cast(Table, DeliveryAttempt.__table__)
+        items = [item for group in starts for item in group]
+        now = self._resources.clock()
+        abandoned = [attempt for item in items for attempt in item.abandoned]
+        if abandoned:
+            # A worker died between committing these attempts and recording their outcome:
+            # the message may have reached the receiver, who dedupes on the same id.
+            await session.execute(
+                update(attempts)
+                .where(attempts.c.id.in_(abandoned))
+                .values(
+                    outcome="abandoned",
+                    finished_at=now,
+                    error="the worker stopped before recording the outcome",
+                )
             )
-            rows: list[dict[str, Any]] = []
-            attempts: list[dict[str, Any]] = []
-            for item, sent, now, at in items:
-                row, attempt = _outcome(item, sent, now=now, at=at, max_attempts=max_attempts)
-                rows.append(row)
-                attempts.append(attempt)
-                endpoint = endpoints.get(item.endpoint.id) if item.endpoint is not None else None
+            await session.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_([item.delivery.id for item in items if item.abandoned]))
+                .values(possible_duplicate=True)
+            )
+        await session.execute(
+            update(deliveries)
+            .where(deliveries.c.id == bindparam("delivery"))
+            .values(attempts=bindparam("number")),
+            [{"delivery": item.delivery.id, "number": item.number} for item in items],
+        )
+        inserted = await session.execute(
+            insert(attempts).returning(attempts.c.id, sort_by_parameter_order=True),
+            [
+                {
+                    "delivery_id": item.delivery.id,
+                    "number": item.number,
+                    "started_at": now,
+                    "outcome": "started",
+                }
+                for item in items
+            ],
+        )
+        ids = iter(inserted.scalars().all())
+        return [[_Started(next(ids), now) for _ in group] for group in starts]
+
+    async def _record(self, session: AsyncSession, outcomes: Sequence[_Outcome]) -> list[str]:
+        """Write a batch of outcomes: two bulk UPDATEs by primary key, plus the rare extras."""
+        max_attempts = self._resources.settings.delivery.max_attempts
+        rows: list[dict[str, Any]] = []
+        attempts: list[dict[str, Any]] = []
+        for item, started, sent, at in outcomes:
+            row, attempt = _outcome(item, started, sent, at=at, max_attempts=max_attempts)
+            rows.append(row)
+            attempts.append(attempt)
+        await session.execute(update(Delivery), rows)
+        await session.execute(update(DeliveryAttempt), attempts)
+        # Endpoint health: a batch of successes only clears ``failing_since`` where set; an
+        # endpoint with a failure in the batch replays its outcomes in order on the row.
+        failing = {
+            item.endpoint.id
+            for (item, _, _, _), row in zip(outcomes, rows, strict=True)
+            if item.endpoint is not None and row["status"] != "delivered"
+        }
+        healthy = {
+            item.endpoint.id
+            for item, _, _, _ in outcomes
+            if item.endpoint is not None and item.endpoint.id not in failing
+        }
+        if healthy:
+            endpoints = cast(Table, WebhookEndpoint.__table__)
+            await session.execute(
+                update(endpoints)
+                .where(endpoints.c.id.in_(healthy), endpoints.c.failing_since.is_not(None))
+                .values(failing_since=None)
+            )
+        for (item, _, sent, at), row in zip(outcomes, rows, strict=True):
+            if item.endpoint is not None and item.endpoint.id in failing:
+                endpoint = await session.get(WebhookEndpoint, item.endpoint.id)
                 if endpoint is not None:
                     _update_endpoint_health(
                         endpoint, row["status"], disable=sent.disable_endpoint, now=at
                     )
-                if sent.permanent_recipient and item.subscriber is not None:
-                    subscriber = await session.get(Subscriber, item.subscriber.id)
-                    if subscriber is not None:
-                        subscriber.status = "suppressed"
-                        subscriber.status_reason = f"SMTP {sent.code}: {sent.detail[:200]}"
-                        subscriber.updated_at = at
-            # Bulk UPDATEs by primary key: a few statements for the whole batch.
-            await session.execute(update(Delivery), rows)
-            await session.execute(update(DeliveryAttempt), attempts)
-            await session.commit()
-        for (item, sent, _, _), row in zip(items, rows, strict=True):
-            final = row["status"]
-            metrics.DELIVERIES.labels(item.delivery.channel, final).inc()
-            log.info(
-                "delivery attempted delivery_id=%s status=%s code=%s",
-                item.delivery.id,
-                final,
-                sent.code,
-            )
-            self.outcomes.append(
-                {"delivered": "delivered", "retry_wait": "retry"}.get(final, "failed")
-            )
+            if sent.permanent_recipient and item.subscriber is not None:
+                subscriber = await session.get(Subscriber, item.subscriber.id)
+                if subscriber is not None:
+                    subscriber.status = "suppressed"
+                    subscriber.status_reason = f"SMTP {sent.code}: {sent.detail[:200]}"
+                    subscriber.updated_at = at
+        await session.flush()
+        return [row["status"] for row in rows]
 
 
 async def _transmit(
@@ -627,16 +744,17 @@ async def _transmit(
 
 def _outcome(
     prepared: _Prepared,
+    started: _Started,
     sent: _Sent,
     *,
-    now: datetime,
     at: datetime,
     max_attempts: int,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The delivery and attempt columns an outcome sets, as bulk UPDATE parameters."""
+    now = started.at
     row: dict[str, Any] = {"id": prepared.delivery.id, "lease_owner": None, "lease_until": None}
     attempt: dict[str, Any] = {
-        "id": prepared.attempt_id,
+        "id": started.attempt_id,
         "finished_at": at,
         "code": sent.code,
         "response": sent.detail[:1024],
