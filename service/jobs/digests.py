@@ -539,14 +539,17 @@ async def _prepare_chunk(
 
 _Outcome = tuple[_Prepared, _Started, _Sent, datetime]
 
+#: How long an outcome may wait for the next group's start to share its transaction.
+_RECORD_DELAY = 0.05
+
 
 class _Writer:
     """The send job's only writer: starts attempts and records outcomes, in group commits.
 
     A start (a group's attempt rows, committed before its network calls) and every outcome
-    waiting at that moment go into one transaction; an outcome still commits as soon as the
-    previous write is done, so a crash only leaves the attempts in flight unfinished (and
-    flagged as possible duplicates on their retry).
+    waiting at that moment go into one transaction. An outcome waits at most
+    ``_RECORD_DELAY`` for a start to ride along with, so a crash only leaves the attempts in
+    flight or just finished unfinished (and flagged as possible duplicates on their retry).
     """
 
     def __init__(self, resources: Resources) -> None:
@@ -555,13 +558,18 @@ class _Writer:
         self._starts: list[tuple[Sequence[_Prepared], asyncio.Future[list[_Started]]]] = []
         self._cancelled: list[int] = []
         self._wake = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        # Endpoints this job has seen fail: only those (and endpoints already failing when
+        # their chunk was read) can need ``failing_since`` cleared after a success.
+        self._failed_endpoints: set[int] = set()
         self._closed = False
         self._failed: BaseException | None = None
         self.outcomes: list[str] = []
 
     def add(self, item: _Prepared, started: _Started, sent: _Sent, *, at: datetime) -> None:
         self._outcomes.append((item, started, sent, at))
-        self._wake.set()
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(_RECORD_DELAY, self._wake.set)
 
     def cancel(self, delivery_ids: Sequence[int]) -> None:
         self._cancelled += delivery_ids
@@ -589,6 +597,9 @@ class _Writer:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             outcomes, self._outcomes = self._outcomes, []
             starts, self._starts = self._starts, []
             cancelled, self._cancelled = self._cancelled, []
@@ -698,10 +709,16 @@ class _Writer:
             for (item, _, _, _), row in zip(outcomes, rows, strict=True)
             if item.endpoint is not None and row["status"] != "delivered"
         }
+        self._failed_endpoints |= failing
         healthy = {
             item.endpoint.id
             for item, _, _, _ in outcomes
-            if item.endpoint is not None and item.endpoint.id not in failing
+            if item.endpoint is not None
+            and item.endpoint.id not in failing
+            and (
+                item.endpoint.failing_since is not None
+                or item.endpoint.id in self._failed_endpoints
+            )
         }
         if healthy:
             endpoints = cast(Table, WebhookEndpoint.__table__)
