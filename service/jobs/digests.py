@@ -20,7 +20,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 import alerts
 from alerts.digest import Digest, DigestCandidate, DigestLimits, Outlet, build_digest
@@ -49,7 +49,11 @@ from service.storage.deliveries import active_secrets
 
 log = logging.getLogger(__name__)
 
-_PLAN_CHUNK = 50
+_PLAN_CHUNK = 250
+_DELIVERIES = cast(Table, Delivery.__table__)
+_ATTEMPTS = cast(Table, DeliveryAttempt.__table__)
+_ENDPOINTS = cast(Table, WebhookEndpoint.__table__)
+_SUBSCRIBERS = cast(Table, Subscriber.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -564,6 +568,8 @@ class _Writer:
         self._failed_endpoints: set[int] = set()
         self._closed = False
         self._failed: BaseException | None = None
+        self._stack = AsyncExitStack()
+        self._connection: AsyncConnection | None = None
         self.outcomes: list[str] = []
 
     def add(self, item: _Prepared, started: _Started, sent: _Sent, *, at: datetime) -> None:
@@ -590,6 +596,10 @@ class _Writer:
         self._wake.set()
 
     async def run(self) -> None:
+        async with self._stack:
+            await self._run()
+
+    async def _run(self) -> None:
         while True:
             if not (self._outcomes or self._starts or self._cancelled):
                 if self._closed:
@@ -632,52 +642,53 @@ class _Writer:
         starts: Sequence[Sequence[_Prepared]],
         cancelled: Sequence[int],
     ) -> tuple[list[list[_Started]], list[str]]:
-        deliveries = cast(Table, Delivery.__table__)
-        async with self._resources.sessionmaker() as session:
-            statuses = await self._record(session, outcomes) if outcomes else []
+        # One connection for the whole job and Core statements only: the per-statement cost
+        # (and on SQLite each thread hop) is what a group's start waits for.
+        if self._connection is None:
+            self._connection = await self._stack.enter_async_context(
+                self._resources.engine.connect()
+            )
+        connection = self._connection
+        async with connection.begin():
+            statuses = await self._record(connection, outcomes) if outcomes else []
             if cancelled:
-                await session.execute(
-                    update(deliveries)
-                    .where(deliveries.c.id.in_(cancelled))
+                await connection.execute(
+                    update(_DELIVERIES)
+                    .where(_DELIVERIES.c.id.in_(cancelled))
                     .values(status="cancelled", lease_owner=None, lease_until=None)
                 )
-            started = await self._start(session, starts) if starts else []
-            await session.commit()
+            started = await self._start(connection, starts) if starts else []
         return started, statuses
 
     async def _start(
-        self, session: AsyncSession, starts: Sequence[Sequence[_Prepared]]
+        self, connection: AsyncConnection, starts: Sequence[Sequence[_Prepared]]
     ) -> list[list[_Started]]:
-        deliveries = cast(Table, Delivery.__table__)
-        attempts = cast(Table, DeliveryAttempt.__table__)
         items = [item for group in starts for item in group]
         now = self._resources.clock()
         abandoned = [attempt for item in items for attempt in item.abandoned]
         if abandoned:
             # A worker died between committing these attempts and recording their outcome:
             # the message may have reached the receiver, who dedupes on the same id.
-            await session.execute(
-                update(attempts)
-                .where(attempts.c.id.in_(abandoned))
+            await connection.execute(
+                update(_ATTEMPTS)
+                .where(_ATTEMPTS.c.id.in_(abandoned))
                 .values(
                     outcome="abandoned",
                     finished_at=now,
                     error="the worker stopped before recording the outcome",
                 )
             )
-            await session.execute(
-                update(deliveries)
-                .where(deliveries.c.id.in_([item.delivery.id for item in items if item.abandoned]))
+            await connection.execute(
+                update(_DELIVERIES)
+                .where(_DELIVERIES.c.id.in_([item.delivery.id for item in items if item.abandoned]))
                 .values(possible_duplicate=True)
             )
-        await session.execute(
-            update(deliveries)
-            .where(deliveries.c.id == bindparam("delivery"))
-            .values(attempts=bindparam("number")),
-            [{"delivery": item.delivery.id, "number": item.number} for item in items],
+        await connection.execute(
+            update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id")),
+            [{"b_id": item.delivery.id, "attempts": item.number} for item in items],
         )
-        inserted = await session.execute(
-            insert(attempts).returning(attempts.c.id, sort_by_parameter_order=True),
+        inserted = await connection.execute(
+            insert(_ATTEMPTS).returning(_ATTEMPTS.c.id, sort_by_parameter_order=True),
             [
                 {
                     "delivery_id": item.delivery.id,
@@ -691,23 +702,51 @@ class _Writer:
         ids = iter(inserted.scalars().all())
         return [[_Started(next(ids), now) for _ in group] for group in starts]
 
-    async def _record(self, session: AsyncSession, outcomes: Sequence[_Outcome]) -> list[str]:
-        """Write a batch of outcomes: two bulk UPDATEs by primary key, plus the rare extras."""
+    async def _record(self, connection: AsyncConnection, outcomes: Sequence[_Outcome]) -> list[str]:
+        """Write a batch of outcomes: a few executemany UPDATEs by primary key."""
         max_attempts = self._resources.settings.delivery.max_attempts
-        rows: list[dict[str, Any]] = []
+        rows: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         attempts: list[dict[str, Any]] = []
+        statuses: list[str] = []
         for item, started, sent, at in outcomes:
             row, attempt = _outcome(item, started, sent, at=at, max_attempts=max_attempts)
-            rows.append(row)
+            rows.setdefault(tuple(row), []).append(row)
             attempts.append(attempt)
-        await session.execute(update(Delivery), rows)
-        await session.execute(update(DeliveryAttempt), attempts)
-        # Endpoint health: a batch of successes only clears ``failing_since`` where set; an
-        # endpoint with a failure in the batch replays its outcomes in order on the row.
+            statuses.append(row["status"])
+        # executemany needs one column set per statement: one UPDATE per kind of outcome.
+        for batch in rows.values():
+            await connection.execute(
+                update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id")), batch
+            )
+        await connection.execute(
+            update(_ATTEMPTS).where(_ATTEMPTS.c.id == bindparam("b_id")), attempts
+        )
+        await self._record_endpoints(connection, outcomes, statuses)
+        for item, _, sent, at in outcomes:
+            if sent.permanent_recipient and item.subscriber is not None:
+                await connection.execute(
+                    update(_SUBSCRIBERS)
+                    .where(_SUBSCRIBERS.c.id == item.subscriber.id)
+                    .values(
+                        status="suppressed",
+                        status_reason=f"SMTP {sent.code}: {sent.detail[:200]}",
+                        updated_at=at,
+                    )
+                )
+        return statuses
+
+    async def _record_endpoints(
+        self, connection: AsyncConnection, outcomes: Sequence[_Outcome], statuses: Sequence[str]
+    ) -> None:
+        """Endpoint health: successes clear ``failing_since``, failures start or extend it.
+
+        A batch of successes only touches endpoints that may be failing; an endpoint with a
+        failure in the batch replays the batch's outcomes in order on its row.
+        """
         failing = {
             item.endpoint.id
-            for (item, _, _, _), row in zip(outcomes, rows, strict=True)
-            if item.endpoint is not None and row["status"] != "delivered"
+            for (item, _, _, _), status in zip(outcomes, statuses, strict=True)
+            if item.endpoint is not None and status != "delivered"
         }
         self._failed_endpoints |= failing
         healthy = {
@@ -721,27 +760,33 @@ class _Writer:
             )
         }
         if healthy:
-            endpoints = cast(Table, WebhookEndpoint.__table__)
-            await session.execute(
-                update(endpoints)
-                .where(endpoints.c.id.in_(healthy), endpoints.c.failing_since.is_not(None))
+            await connection.execute(
+                update(_ENDPOINTS)
+                .where(_ENDPOINTS.c.id.in_(healthy), _ENDPOINTS.c.failing_since.is_not(None))
                 .values(failing_since=None)
             )
-        for (item, _, sent, at), row in zip(outcomes, rows, strict=True):
-            if item.endpoint is not None and item.endpoint.id in failing:
-                endpoint = await session.get(WebhookEndpoint, item.endpoint.id)
-                if endpoint is not None:
-                    _update_endpoint_health(
-                        endpoint, row["status"], disable=sent.disable_endpoint, now=at
-                    )
-            if sent.permanent_recipient and item.subscriber is not None:
-                subscriber = await session.get(Subscriber, item.subscriber.id)
-                if subscriber is not None:
-                    subscriber.status = "suppressed"
-                    subscriber.status_reason = f"SMTP {sent.code}: {sent.detail[:200]}"
-                    subscriber.updated_at = at
-        await session.flush()
-        return [row["status"] for row in rows]
+        if not failing:
+            return
+        health = {
+            endpoint_id: _EndpointHealth(failing_since)
+            for endpoint_id, failing_since in await connection.execute(
+                select(_ENDPOINTS.c.id, _ENDPOINTS.c.failing_since).where(
+                    _ENDPOINTS.c.id.in_(failing)
+                )
+            )
+        }
+        for (item, _, sent, at), status in zip(outcomes, statuses, strict=True):
+            if item.endpoint is not None and item.endpoint.id in health:
+                health[item.endpoint.id].update(status, disable=sent.disable_endpoint, now=at)
+        for endpoint_id, state in health.items():
+            values: dict[str, Any] = {"failing_since": state.failing_since}
+            if state.disabled_reason is not None:
+                values.update(
+                    enabled=False, disabled_reason=state.disabled_reason, updated_at=state.at
+                )
+            await connection.execute(
+                update(_ENDPOINTS).where(_ENDPOINTS.c.id == endpoint_id).values(**values)
+            )
 
 
 async def _transmit(
@@ -769,9 +814,9 @@ def _outcome(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The delivery and attempt columns an outcome sets, as bulk UPDATE parameters."""
     now = started.at
-    row: dict[str, Any] = {"id": prepared.delivery.id, "lease_owner": None, "lease_until": None}
+    row: dict[str, Any] = {"b_id": prepared.delivery.id, "lease_owner": None, "lease_until": None}
     attempt: dict[str, Any] = {
-        "id": started.attempt_id,
+        "b_id": started.attempt_id,
         "finished_at": at,
         "code": sent.code,
         "response": sent.detail[:1024],
@@ -799,19 +844,24 @@ def _next_delay(
     return retry_delay(attempts, retry_after=retry_after, rng=random.Random())
 
 
-def _update_endpoint_health(
-    endpoint: WebhookEndpoint, status: str, *, disable: bool, now: datetime
-) -> None:
-    if status == "delivered":
-        endpoint.failing_since = None
-        return
-    if endpoint.failing_since is None:
-        endpoint.failing_since = now
-    expired = should_disable(status="retry", failing_since=endpoint.failing_since, now=now)
-    if disable or expired:
-        endpoint.enabled = False
-        endpoint.disabled_reason = "410 Gone" if disable else "failing for 5 days"
-        endpoint.updated_at = now
+@dataclass(slots=True)
+class _EndpointHealth:
+    """An endpoint's failure run, replayed over a batch of outcomes (WH-13)."""
+
+    failing_since: datetime | None
+    disabled_reason: str | None = None
+    at: datetime | None = None
+
+    def update(self, status: str, *, disable: bool, now: datetime) -> None:
+        if status == "delivered":
+            self.failing_since = None
+            return
+        if self.failing_since is None:
+            self.failing_since = now
+        expired = should_disable(status="retry", failing_since=self.failing_since, now=now)
+        if disable or expired:
+            self.disabled_reason = "410 Gone" if disable else "failing for 5 days"
+            self.at = now
 
 
 def _links(resources: Resources, subscription_id: int) -> tuple[str, str]:
