@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from functools import partial
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
@@ -244,7 +244,7 @@ async def _create_deliveries(
     if not fresh:
         return 0
     inserted = await session.execute(
-        insert(Delivery).returning(Delivery.id, sort_by_parameter_order=True),
+        insert(_DELIVERIES).returning(_DELIVERIES.c.id, sort_by_parameter_order=True),
         [
             {
                 "subscription_id": plan.subscription_id,
@@ -303,10 +303,10 @@ async def _create_deliveries(
         ).all()
     )
     await session.execute(
-        update(Delivery),
+        update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id")),
         [
             {
-                "id": delivery_id,
+                "b_id": delivery_id,
                 "message_id": f"msg_{delivery_id}",
                 "item_count": counts.get(delivery_id, 0),
             }
@@ -420,7 +420,6 @@ class _Prepared:
 
 @dataclass(frozen=True, slots=True)
 class _Started:
-    attempt_id: int
     at: datetime
 
 
@@ -541,6 +540,7 @@ async def _prepare_chunk(
     return prepared
 
 
+_T = TypeVar("_T")
 _Outcome = tuple[_Prepared, _Started, _Sent, datetime]
 
 #: How long an outcome may wait for the next group's start to share its transaction.
@@ -563,6 +563,7 @@ class _Writer:
         self._cancelled: list[int] = []
         self._wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
+        self._due = False
         # Endpoints this job has seen fail: only those (and endpoints already failing when
         # their chunk was read) can need ``failing_since`` cleared after a success.
         self._failed_endpoints: set[int] = set()
@@ -575,7 +576,11 @@ class _Writer:
     def add(self, item: _Prepared, started: _Started, sent: _Sent, *, at: datetime) -> None:
         self._outcomes.append((item, started, sent, at))
         if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(_RECORD_DELAY, self._wake.set)
+            self._timer = asyncio.get_running_loop().call_later(_RECORD_DELAY, self._record_now)
+
+    def _record_now(self) -> None:
+        self._due = True
+        self._wake.set()
 
     def cancel(self, delivery_ids: Sequence[int]) -> None:
         self._cancelled += delivery_ids
@@ -597,51 +602,64 @@ class _Writer:
 
     async def run(self) -> None:
         async with self._stack:
-            await self._run()
-
-    async def _run(self) -> None:
-        while True:
-            if not (self._outcomes or self._starts or self._cancelled):
-                if self._closed:
-                    return
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            outcomes, self._outcomes = self._outcomes, []
-            starts, self._starts = self._starts, []
-            cancelled, self._cancelled = self._cancelled, []
             try:
-                results, statuses = await self._write(
-                    outcomes, [group for group, _ in starts], cancelled
-                )
+                await self._run()
             except BaseException as exc:
                 self._failed = exc
-                for _, future in starts + self._starts:
+                for _, future in self._starts:
                     future.set_exception(exc)
                 raise
-            for (_, future), started in zip(starts, results, strict=True):
-                future.set_result(started)
-            for (item, _, sent, _), final in zip(outcomes, statuses, strict=True):
-                metrics.DELIVERIES.labels(item.delivery.channel, final).inc()
-                log.info(
-                    "delivery attempted delivery_id=%s status=%s code=%s",
-                    item.delivery.id,
-                    final,
-                    sent.code,
-                )
-                self.outcomes.append(
-                    {"delivered": "delivered", "retry_wait": "retry"}.get(final, "failed")
-                )
+
+    async def _run(self) -> None:
+        # Starts go first, alone, since a group waits for them; the outcomes waiting then
+        # (the previous group's) are written right after, while the new group is on the wire.
+        while True:
+            if self._starts or self._cancelled:
+                starts, self._starts = self._starts, []
+                cancelled, self._cancelled = self._cancelled, []
+                try:
+                    results = await self._write(
+                        self._start_groups, [g for g, _ in starts], cancelled
+                    )
+                except BaseException as exc:
+                    for _, future in starts:
+                        future.set_exception(exc)
+                    raise
+                for (_, future), started in zip(starts, results, strict=True):
+                    future.set_result(started)
+            elif self._outcomes and (self._due or self._closed):
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+                self._due = False
+                outcomes, self._outcomes = self._outcomes, []
+                statuses = await self._write(self._record, outcomes, ())
+                self._count(outcomes, statuses)
+            elif self._closed:
+                return
+            else:
+                self._wake.clear()
+                await self._wake.wait()
+
+    def _count(self, outcomes: Sequence[_Outcome], statuses: Sequence[str]) -> None:
+        for (item, _, sent, _), final in zip(outcomes, statuses, strict=True):
+            metrics.DELIVERIES.labels(item.delivery.channel, final).inc()
+            log.info(
+                "delivery attempted delivery_id=%s status=%s code=%s",
+                item.delivery.id,
+                final,
+                sent.code,
+            )
+            self.outcomes.append(
+                {"delivered": "delivered", "retry_wait": "retry"}.get(final, "failed")
+            )
 
     async def _write(
         self,
-        outcomes: Sequence[_Outcome],
-        starts: Sequence[Sequence[_Prepared]],
+        step: Callable[[AsyncConnection, Sequence[Any]], Awaitable[list[_T]]],
+        items: Sequence[Any],
         cancelled: Sequence[int],
-    ) -> tuple[list[list[_Started]], list[str]]:
+    ) -> list[_T]:
         # One connection for the whole job and Core statements only: the per-statement cost
         # (and on SQLite each thread hop) is what a group's start waits for.
         if self._connection is None:
@@ -650,17 +668,15 @@ class _Writer:
             )
         connection = self._connection
         async with connection.begin():
-            statuses = await self._record(connection, outcomes) if outcomes else []
             if cancelled:
                 await connection.execute(
                     update(_DELIVERIES)
                     .where(_DELIVERIES.c.id.in_(cancelled))
                     .values(status="cancelled", lease_owner=None, lease_until=None)
                 )
-            started = await self._start(connection, starts) if starts else []
-        return started, statuses
+            return await step(connection, items) if items else []
 
-    async def _start(
+    async def _start_groups(
         self, connection: AsyncConnection, starts: Sequence[Sequence[_Prepared]]
     ) -> list[list[_Started]]:
         items = [item for group in starts for item in group]
@@ -687,8 +703,8 @@ class _Writer:
             update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id")),
             [{"b_id": item.delivery.id, "attempts": item.number} for item in items],
         )
-        inserted = await connection.execute(
-            insert(_ATTEMPTS).returning(_ATTEMPTS.c.id, sort_by_parameter_order=True),
+        await connection.execute(
+            insert(_ATTEMPTS),
             [
                 {
                     "delivery_id": item.delivery.id,
@@ -699,8 +715,7 @@ class _Writer:
                 for item in items
             ],
         )
-        ids = iter(inserted.scalars().all())
-        return [[_Started(next(ids), now) for _ in group] for group in starts]
+        return [[_Started(now) for _ in group] for group in starts]
 
     async def _record(self, connection: AsyncConnection, outcomes: Sequence[_Outcome]) -> list[str]:
         """Write a batch of outcomes: a few executemany UPDATEs by primary key."""
@@ -719,7 +734,11 @@ class _Writer:
                 update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id")), batch
             )
         await connection.execute(
-            update(_ATTEMPTS).where(_ATTEMPTS.c.id == bindparam("b_id")), attempts
+            update(_ATTEMPTS).where(
+                _ATTEMPTS.c.delivery_id == bindparam("b_delivery"),
+                _ATTEMPTS.c.number == bindparam("b_number"),
+            ),
+            attempts,
         )
         await self._record_endpoints(connection, outcomes, statuses)
         for item, _, sent, at in outcomes:
@@ -816,7 +835,8 @@ def _outcome(
     now = started.at
     row: dict[str, Any] = {"b_id": prepared.delivery.id, "lease_owner": None, "lease_until": None}
     attempt: dict[str, Any] = {
-        "b_id": started.attempt_id,
+        "b_delivery": prepared.delivery.id,
+        "b_number": prepared.number,
         "finished_at": at,
         "code": sent.code,
         "response": sent.detail[:1024],
