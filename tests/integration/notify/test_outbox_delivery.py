@@ -166,6 +166,29 @@ async def test_five_days_of_failure_disable(res: Resources, receiver: WebhookRec
         assert (endpoint.enabled, endpoint.disabled_reason) == (False, "failing for 5 days")
 
 
+async def failing_since(res: Resources, endpoint_id: int) -> datetime | None:
+    async with res.sessionmaker() as session:
+        endpoint = await session.get(WebhookEndpoint, endpoint_id)
+        assert endpoint is not None
+        return endpoint.failing_since
+
+
+async def test_a_success_ends_the_failure_run(
+    res: Resources, receiver: WebhookReceiver, clock: FakeClock
+) -> None:
+    endpoint_id = await webhook_subscription(res, receiver.url(), receiver.secret)
+    await add_matches(res, "Pakistan buys Russian LNG")
+    receiver.script("hooks", Scripted(503))
+    failed_at = res.clock()
+    await run_due_deliveries(res)
+    assert await failing_since(res, endpoint_id) == failed_at
+
+    # A later job reads the endpoint as failing and clears the run on its next success.
+    clock.advance(seconds=7)
+    assert (await run_due_deliveries(res)).delivered == 1
+    assert await failing_since(res, endpoint_id) is None
+
+
 async def test_retries_span_more_than_a_day_then_fail(res: Resources, clock: FakeClock) -> None:
     with LocalHTTPServer() as server:
         server.route("/hooks", Response(status=503), method="POST")
