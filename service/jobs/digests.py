@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -371,6 +371,8 @@ async def send_due(resources: Resources) -> _SendTotals:
 
     async def lane(connection: MailerConnection, item: _Prepared, started: _Started) -> None:
         result = await _transmit(resources, item, connection, sender)
+        if result.disable_endpoint and item.endpoint is not None:
+            writer.disabled_endpoints.add(item.endpoint.id)
         writer.add(item, started, result, at=resources.clock())
 
     chunks = [ids[start : start + _PREPARE_CHUNK] for start in range(0, len(ids), _PREPARE_CHUNK)]
@@ -385,8 +387,7 @@ async def send_due(resources: Resources) -> _SendTotals:
                     upcoming = asyncio.create_task(
                         _prepare_chunk(resources, chunks[index + 1], writer)
                     )
-                for start in range(0, len(prepared), lanes):
-                    group = prepared[start : start + lanes]
+                for group in _groups(prepared, lanes, writer):
                     started = await writer.start(group)
                     await asyncio.gather(*map(lane, connections, group, started))
         finally:
@@ -404,6 +405,27 @@ async def send_due(resources: Resources) -> _SendTotals:
         failed=outcomes.count("failed"),
         claimed=len(ids),
     )
+
+
+def _groups(
+    prepared: Sequence[_Prepared], lanes: int, writer: _Writer
+) -> Iterator[list[_Prepared]]:
+    """Cut a prepared chunk into groups of one delivery per lane, lazily.
+
+    An endpoint disabled while the chunk is sending (410 Gone, or 5 days of failures) gets
+    nothing more: its remaining deliveries are cancelled, as if it had been disabled before.
+    """
+    group: list[_Prepared] = []
+    for item in prepared:
+        if item.endpoint is not None and item.endpoint.id in writer.disabled_endpoints:
+            writer.cancel([item.delivery.id])
+            continue
+        group.append(item)
+        if len(group) == lanes:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 @dataclass(frozen=True, slots=True)
@@ -543,17 +565,18 @@ async def _prepare_chunk(
 _T = TypeVar("_T")
 _Outcome = tuple[_Prepared, _Started, _Sent, datetime]
 
-#: How long an outcome may wait for the next group's start to share its transaction.
+#: How long outcomes collect before they are written together (group commit).
 _RECORD_DELAY = 0.05
 
 
 class _Writer:
     """The send job's only writer: starts attempts and records outcomes, in group commits.
 
-    A start (a group's attempt rows, committed before its network calls) and every outcome
-    waiting at that moment go into one transaction. An outcome waits at most
-    ``_RECORD_DELAY`` for a start to ride along with, so a crash only leaves the attempts in
-    flight or just finished unfinished (and flagged as possible duplicates on their retry).
+    A start (a group's attempt rows and attempt counts, committed before its network calls)
+    is written as soon as it is asked for, ahead of anything else, since the group waits for
+    it. Outcomes collect for at most ``_RECORD_DELAY`` and are then written together, while
+    the next groups are on the wire; a crash leaves only the attempts in flight or finished
+    in that window unfinished, and those are flagged as possible duplicates on their retry.
     """
 
     def __init__(self, resources: Resources) -> None:
@@ -572,6 +595,7 @@ class _Writer:
         self._stack = AsyncExitStack()
         self._connection: AsyncConnection | None = None
         self.outcomes: list[str] = []
+        self.disabled_endpoints: set[int] = set()
 
     def add(self, item: _Prepared, started: _Started, sent: _Sent, *, at: datetime) -> None:
         self._outcomes.append((item, started, sent, at))
@@ -611,8 +635,6 @@ class _Writer:
                 raise
 
     async def _run(self) -> None:
-        # Starts go first, alone, since a group waits for them; the outcomes waiting then
-        # (the previous group's) are written right after, while the new group is on the wire.
         while True:
             if self._starts or self._cancelled:
                 starts, self._starts = self._starts, []
@@ -800,6 +822,7 @@ class _Writer:
         for endpoint_id, state in health.items():
             values: dict[str, Any] = {"failing_since": state.failing_since}
             if state.disabled_reason is not None:
+                self.disabled_endpoints.add(endpoint_id)
                 values.update(
                     enabled=False, disabled_reason=state.disabled_reason, updated_at=state.at
                 )

@@ -150,6 +150,23 @@ async def test_410_disables_the_endpoint(res: Resources, receiver: WebhookReceiv
     assert len(receiver.deliveries) == 1
 
 
+async def test_410_stops_the_rest_of_the_batch(res: Resources, receiver: WebhookReceiver) -> None:
+    await webhook_subscription(res, receiver.url(), receiver.secret)
+    await add_matches(res, *(f"Pakistan buys Russian LNG cargo {n}" for n in range(9)))
+    receiver.script("hooks", Scripted(410))
+    await run_due_deliveries(res)
+    # The first group (one delivery per lane) was on the wire when the 410 came (the others
+    # of the group got 200); the rest of the batch is cancelled, not sent to a disabled
+    # endpoint.
+    lanes = res.settings.delivery.concurrency
+    assert len(receiver.deliveries) == lanes
+    assert Counter(row.status for row in await deliveries(res)) == {
+        "failed": 1,
+        "delivered": lanes - 1,
+        "cancelled": 9 - lanes,
+    }
+
+
 async def test_five_days_of_failure_disable(res: Resources, receiver: WebhookReceiver) -> None:
     endpoint_id = await webhook_subscription(res, receiver.url(), receiver.secret)
     async with res.sessionmaker() as session:
