@@ -245,6 +245,7 @@ def _outbox(args: argparse.Namespace, channel: str, smtp_port: int, webhook_url:
                 webhook_url=webhook_url,
                 database_url=url,
                 folder=Path(folder),
+                concurrency=args.concurrency,
             )
         )
 
