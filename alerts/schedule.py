@@ -10,6 +10,7 @@ subscription (EM-36); it is derived from the local calendar, never from the fire
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
@@ -79,15 +80,23 @@ def _check(cadence: Cadence, weekday: int | None) -> None:
 
 def _candidates(
     cadence: Cadence, send_time: time, weekday: int | None, tz: ZoneInfo, around: datetime
-) -> list[datetime]:
+) -> tuple[datetime, ...]:
     """Return the due instants of the local days around ``around``, ascending."""
-    centre = around.astimezone(tz).date()
+    return _candidates_on(cadence, send_time, weekday, tz, around.astimezone(tz).date())
+
+
+# Subscribers share zones and send times, and planning asks for the same local days over and
+# over (twice per subscription): each distinct schedule and day is computed once.
+@functools.lru_cache(maxsize=4096)
+def _candidates_on(
+    cadence: Cadence, send_time: time, weekday: int | None, tz: ZoneInfo, centre: date
+) -> tuple[datetime, ...]:
     days = (centre + timedelta(days=offset) for offset in range(-_SCAN_DAYS, _SCAN_DAYS + 1))
-    return [
+    return tuple(
         local_instant(day, send_time, tz)
         for day in days
         if cadence == "daily" or day.weekday() == weekday
-    ]
+    )
 
 
 def next_due(

@@ -7,9 +7,17 @@ per digest from pre-rendered text and HTML, what a minimal sender does), then de
 rendering, building and sending each digest through :class:`Mailer`. It sends
 ``count`` webhooks to a local HTTP sink twice (a raw httpx loop posting a fixed body, then
 :class:`WebhookSender` serialising and signing each one). It prints throughput and the ratio
-dealwatch / raw; the issue's target is at least 50%. Last, the whole delivery job runs against
-a SQLite outbox of ``count`` due subscriptions per channel (plan, claim, attempt row, render,
-sign, send, record), which is what a deployment actually does.
+dealwatch / raw for these send steps. Last, the whole delivery job runs against
+a SQLite (or ``--database-url`` PostgreSQL) outbox of ``count`` due subscriptions per channel
+(plan, claim, attempt row, render, sign, send, record), which is what a deployment actually
+does, and the raw loops run once more. The issue's target (at least 50%) is the whole job
+against the raw loop, each job compared with the mean of its raw loop before and after it.
+
+Both sides use ``--concurrency`` connections side by side (the job's default is four lanes,
+``delivery.concurrency``) and reuse them for the whole run: the raw SMTP loops keep one
+aiosmtplib connection per worker, the job one SMTP connection per lane; the raw httpx loop keeps
+a keep-alive pool of that size, and the job's client (a larger pool) never has more requests
+in flight than it has lanes.
 """
 
 from __future__ import annotations
@@ -77,8 +85,13 @@ def _split(count: int, parts: int) -> list[range]:
     return [range(start, min(count, start + step)) for start in range(0, count, step)]
 
 
-async def bench_smtp(port: int, count: int, concurrency: int) -> tuple[float, float, float]:
-    """Return (raw bytes, raw EmailMessage, dealwatch) messages per second."""
+async def bench_smtp(
+    port: int, count: int, concurrency: int, *, step: bool = True
+) -> tuple[float, float, float]:
+    """Return (raw bytes, raw EmailMessage, dealwatch) messages per second.
+
+    ``step=False`` runs only the two raw loops (dealwatch's rate is then 0).
+    """
     digest = sample_digest()
     raw_bytes = _message(digest, 0)
     prerendered = render_email(
@@ -147,12 +160,16 @@ async def bench_smtp(port: int, count: int, concurrency: int) -> tuple[float, fl
 
     raw = await _timed("smtp raw loop, pre-built bytes", count, lambda: run(raw_worker))
     built = await _timed("smtp raw loop, EmailMessage each", count, lambda: run(raw_built_worker))
+    if not step:
+        return raw, built, 0.0
     ours = await _timed("smtp dealwatch render+Mailer", count, lambda: run(dealwatch_worker))
     return raw, built, ours
 
 
-async def bench_webhooks(port: int, count: int, concurrency: int) -> tuple[float, float]:
-    """Return (raw, dealwatch) webhooks per second."""
+async def bench_webhooks(
+    port: int, count: int, concurrency: int, *, step: bool = True
+) -> tuple[float, float]:
+    """Return (raw, dealwatch) webhooks per second; ``step=False`` runs only the raw loop."""
     url = f"http://127.0.0.1:{port}/hooks"
     digest = sample_digest()
     secret = generate_secret()
@@ -209,6 +226,8 @@ async def bench_webhooks(port: int, count: int, concurrency: int) -> tuple[float
             return sum(await asyncio.gather(*(worker(part) for part in parts)))
 
         raw = await _timed("webhook raw httpx loop", count, lambda: run(raw_worker))
+        if not step:
+            return raw, 0.0
         ours = await _timed("webhook dealwatch WebhookSender", count, lambda: run(dealwatch_worker))
     return raw, ours
 
@@ -226,6 +245,7 @@ def _outbox(args: argparse.Namespace, channel: str, smtp_port: int, webhook_url:
                 webhook_url=webhook_url,
                 database_url=url,
                 folder=Path(folder),
+                concurrency=args.concurrency,
             )
         )
 
@@ -256,20 +276,28 @@ def main() -> None:
         if not args.no_outbox:
             smtp_job = _outbox(args, "email", smtp_sink.port, webhook_url)
             hook_job = _outbox(args, "webhook", smtp_sink.port, webhook_url)
+            # The raw loops again, right after the jobs: on a shared machine the load drifts
+            # over a run, so each job is compared with the mean of its loop before and after.
+            print("again, after the jobs:")
+            smtp_raw_2, smtp_built_2, _ = asyncio.run(
+                bench_smtp(smtp_sink.port, args.count, args.concurrency, step=False)
+            )
+            hook_raw_2, _ = asyncio.run(
+                bench_webhooks(http_sink.port, args.count, args.concurrency, step=False)
+            )
     finally:
         smtp_sink.stop()
         http_sink.stop()
     if not args.no_outbox:
-        print(f"smtp outbox job / raw EmailMessage loop: {smtp_job / smtp_built:6.1%}")
-        print(f"smtp outbox job / raw pre-built bytes:   {smtp_job / smtp_raw:6.1%}")
-        print(f"webhook outbox job / raw httpx loop:     {hook_job / hook_raw:6.1%}")
-    print(f"smtp dealwatch / raw EmailMessage loop: {smtp_ours / smtp_built:6.1%} (target >= 50%)")
-    print(
-        f"smtp dealwatch / raw pre-built bytes:   {smtp_ours / smtp_raw:6.1%} (transport ceiling)"
-    )
-    print(
-        f"webhook ratio dealwatch/raw httpx loop:     {hook_ours / hook_raw:6.1%}  (target >= 50%)"
-    )
+        built = (smtp_built + smtp_built_2) / 2
+        raw = (smtp_raw + smtp_raw_2) / 2
+        hooks = (hook_raw + hook_raw_2) / 2
+        print(f"email job / raw EmailMessage loop:   {smtp_job / built:6.1%}  (target >= 50%)")
+        print(f"webhook job / raw httpx loop:        {hook_job / hooks:6.1%}  (target >= 50%)")
+        print(f"email job / raw pre-built bytes:     {smtp_job / raw:6.1%}  (transport ceiling)")
+    print(f"send step only, e-mail Mailer / raw EmailMessage loop: {smtp_ours / smtp_built:6.1%}")
+    print(f"send step only, e-mail Mailer / raw pre-built bytes:   {smtp_ours / smtp_raw:6.1%}")
+    print(f"send step only, WebhookSender / raw httpx loop:        {hook_ours / hook_raw:6.1%}")
 
 
 if __name__ == "__main__":

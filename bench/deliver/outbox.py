@@ -210,6 +210,7 @@ async def run_outbox(
     webhook_url: str,
     database_url: str,
     folder: Path,
+    concurrency: int,
 ) -> float:
     """Seed ``count`` due deliveries of ``channel`` in an empty, migrated database.
 
@@ -219,7 +220,8 @@ async def run_outbox(
         database=DatabaseSettings(url=database_url),
         http=HttpSettings(allow_loopback=True, timeout_seconds=30),
         smtp=SmtpSettings(host="127.0.0.1", port=smtp_port, tls="none", timeout_seconds=30),
-        delivery=DeliverySettings(batch_size=500),
+        # The job sends over as many lanes as the raw loops have workers.
+        delivery=DeliverySettings(batch_size=500, concurrency=concurrency),
         data_dir=folder,
         secret_key=SecretStr("bench-" + "k" * 40),
     )

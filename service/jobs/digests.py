@@ -11,16 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from functools import partial
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 import alerts
 from alerts.digest import Digest, DigestCandidate, DigestLimits, Outlet, build_digest
@@ -49,7 +49,11 @@ from service.storage.deliveries import active_secrets
 
 log = logging.getLogger(__name__)
 
-_PLAN_CHUNK = 50
+_PLAN_CHUNK = 250
+_DELIVERIES = cast(Table, Delivery.__table__)
+_ATTEMPTS = cast(Table, DeliveryAttempt.__table__)
+_ENDPOINTS = cast(Table, WebhookEndpoint.__table__)
+_SUBSCRIBERS = cast(Table, Subscriber.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +244,7 @@ async def _create_deliveries(
     if not fresh:
         return 0
     inserted = await session.execute(
-        insert(Delivery).returning(Delivery.id, sort_by_parameter_order=True),
+        insert(_DELIVERIES).returning(_DELIVERIES.c.id, sort_by_parameter_order=True),
         [
             {
                 "subscription_id": plan.subscription_id,
@@ -299,10 +303,10 @@ async def _create_deliveries(
         ).all()
     )
     await session.execute(
-        update(Delivery),
+        update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id")),
         [
             {
-                "id": delivery_id,
+                "b_id": delivery_id,
                 "message_id": f"msg_{delivery_id}",
                 "item_count": counts.get(delivery_id, 0),
             }
@@ -318,6 +322,11 @@ class _SendTotals:
     retrying: int = 0
     failed: int = 0
     claimed: int = 0
+
+
+#: Deliveries prepared (loaded, digests rebuilt) per read transaction. Preparing writes
+#: nothing, so a chunk can be large: a delivery only becomes an attempt when it is started.
+_PREPARE_CHUNK = 100
 
 
 async def send_due(resources: Resources) -> _SendTotals:
@@ -352,33 +361,71 @@ async def send_due(resources: Resources) -> _SendTotals:
         url_guard=partial(check_url, allow_loopback=resources.settings.http.allow_loopback),
     )
     # ``concurrency`` lanes send side by side, each e-mail lane over its own SMTP connection
-    # (opened on first use, reused for the whole batch). The attempt rows of a chunk (one
-    # delivery per lane) commit together before any of its network calls. Never more: a
-    # prepared delivery that a crash catches unsent would be flagged as a possible duplicate.
+    # (opened on first use, reused for the whole batch). Deliveries are prepared a large
+    # chunk at a time (reads only; the next chunk is read while this one is on the wire),
+    # and started a group at a time: one delivery per lane, whose attempt rows commit
+    # together right before the group's network calls. Never more per group: a delivery
+    # started but caught unsent by a crash is flagged as a possible duplicate on its retry.
     lanes = max(1, settings.concurrency)
-    recorder = _Recorder(resources)
+    writer = _Writer(resources)
 
-    async def lane(connection: MailerConnection, item: _Prepared) -> None:
+    async def lane(connection: MailerConnection, item: _Prepared, started: _Started) -> None:
         result = await _transmit(resources, item, connection, sender)
-        recorder.add(item, result, now=item.prepared_at, at=resources.clock())
+        if result.disable_endpoint and item.endpoint is not None:
+            writer.disabled_endpoints.add(item.endpoint.id)
+        writer.add(item, started, result, at=resources.clock())
 
+    chunks = [ids[start : start + _PREPARE_CHUNK] for start in range(0, len(ids), _PREPARE_CHUNK)]
     async with AsyncExitStack() as stack:
         connections = [await stack.enter_async_context(mailer.connection()) for _ in range(lanes)]
-        recording = asyncio.create_task(recorder.run())
+        writing = asyncio.create_task(writer.run())
+        upcoming = asyncio.create_task(_prepare_chunk(resources, chunks[0], writer))
         try:
-            for start in range(0, len(ids), lanes):
-                prepared = await _prepare_chunk(resources, ids[start : start + lanes], recorder)
-                await asyncio.gather(*map(lane, connections, prepared))
+            for index in range(len(chunks)):
+                prepared = await upcoming
+                if index + 1 < len(chunks):
+                    upcoming = asyncio.create_task(
+                        _prepare_chunk(resources, chunks[index + 1], writer)
+                    )
+                for group in _groups(prepared, lanes, writer):
+                    started = await writer.start(group)
+                    await asyncio.gather(*map(lane, connections, group, started))
         finally:
-            recorder.close()
-            await recording
-    outcomes = recorder.outcomes
+            upcoming.cancel()
+            await asyncio.wait([upcoming])
+            if not upcoming.cancelled():
+                # Retrieved so a failed read-ahead is not reported a second time.
+                upcoming.exception()
+            writer.close()
+            await writing
+    outcomes = writer.outcomes
     return _SendTotals(
         delivered=outcomes.count("delivered"),
         retrying=outcomes.count("retry"),
         failed=outcomes.count("failed"),
         claimed=len(ids),
     )
+
+
+def _groups(
+    prepared: Sequence[_Prepared], lanes: int, writer: _Writer
+) -> Iterator[list[_Prepared]]:
+    """Cut a prepared chunk into groups of one delivery per lane, lazily.
+
+    An endpoint disabled while the chunk is sending (410 Gone, or 5 days of failures) gets
+    nothing more: its remaining deliveries are cancelled, as if it had been disabled before.
+    """
+    group: list[_Prepared] = []
+    for item in prepared:
+        if item.endpoint is not None and item.endpoint.id in writer.disabled_endpoints:
+            writer.cancel([item.delivery.id])
+            continue
+        group.append(item)
+        if len(group) == lanes:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,9 +435,14 @@ class _Prepared:
     subscriber: Subscriber | None
     endpoint: WebhookEndpoint | None
     digest: Digest
-    attempt_id: int
     number: int
-    prepared_at: datetime
+    # Attempts a dead worker left unfinished: they may have reached the receiver.
+    abandoned: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Started:
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,13 +456,11 @@ class _Sent:
 
 
 async def _prepare_chunk(
-    resources: Resources, ids: Sequence[int], recorder: _Recorder
+    resources: Resources, ids: Sequence[int], writer: _Writer
 ) -> list[_Prepared]:
-    now = resources.clock()
+    """Load a chunk of claimed deliveries and rebuild their digests; writes nothing."""
     prepared: list[_Prepared] = []
-    async with recorder.writing, resources.sessionmaker() as session:
-        # The chunk's rows, digests and unfinished attempts load in a few queries, and its
-        # attempt rows insert in one flush.
+    async with resources.sessionmaker() as session:
         deliveries = {
             d.id: d
             for d in (await session.execute(select(Delivery).where(Delivery.id.in_(ids))))
@@ -428,176 +478,193 @@ async def _prepare_chunk(
         }
         subscriber_ids = {s.subscriber_id for s in subs.values() if s.subscriber_id is not None}
         endpoint_ids = {s.endpoint_id for s in subs.values() if s.endpoint_id is not None}
-        subscribers = {
-            row.id: row
-            for row in (
-                await session.execute(select(Subscriber).where(Subscriber.id.in_(subscriber_ids)))
-            ).scalars()
-        }
-        endpoints = {
-            row.id: row
-            for row in (
-                await session.execute(
-                    select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids))
-                )
-            ).scalars()
-        }
+        subscribers = (
+            {
+                row.id: row
+                for row in (
+                    await session.execute(
+                        select(Subscriber).where(Subscriber.id.in_(subscriber_ids))
+                    )
+                ).scalars()
+            }
+            if subscriber_ids
+            else {}
+        )
+        endpoints = (
+            {
+                row.id: row
+                for row in (
+                    await session.execute(
+                        select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids))
+                    )
+                ).scalars()
+            }
+            if endpoint_ids
+            else {}
+        )
         mine = [
             deliveries[delivery_id]
             for delivery_id in ids
             if delivery_id in deliveries and deliveries[delivery_id].lease_owner == resources.owner
         ]
-        recorder.outcomes += ["skipped"] * (len(ids) - len(mine))
+        writer.outcomes += ["skipped"] * (len(ids) - len(mine))
         digests = await load_digests(
             session, mine, limit=resources.settings.delivery.digest_item_limit
         )
         retried = [d.id for d in mine if d.attempts]
-        unfinished: dict[int, list[DeliveryAttempt]] = {}
+        unfinished: dict[int, list[int]] = {}
         if retried:
-            for lost in (
-                await session.execute(
-                    select(DeliveryAttempt).where(
-                        DeliveryAttempt.delivery_id.in_(retried),
-                        DeliveryAttempt.outcome == "started",
-                    )
+            for delivery_id, attempt_id in await session.execute(
+                select(DeliveryAttempt.delivery_id, DeliveryAttempt.id).where(
+                    DeliveryAttempt.delivery_id.in_(retried),
+                    DeliveryAttempt.outcome == "started",
                 )
-            ).scalars():
-                unfinished.setdefault(lost.delivery_id, []).append(lost)
-        staged: list[tuple[Delivery, Subscription, DeliveryAttempt]] = []
-        for delivery in mine:
-            sub = subs.get(delivery.subscription_id)
-            subscriber = (
-                subscribers.get(sub.subscriber_id)
-                if sub is not None and sub.subscriber_id is not None
-                else None
-            )
-            endpoint = (
-                endpoints.get(sub.endpoint_id)
-                if sub is not None and sub.endpoint_id is not None
-                else None
-            )
-            gone = (
-                sub is None
-                or not sub.enabled
-                or (subscriber is not None and subscriber.status != "active")
-                or (endpoint is not None and not endpoint.enabled)
-            )
-            if gone:
-                delivery.status = "cancelled"
-                delivery.lease_owner = delivery.lease_until = None
-                recorder.outcomes.append("failed")
-                continue
-            assert sub is not None
-            for lost in unfinished.get(delivery.id, ()):
-                # A worker died between committing this attempt and recording its outcome:
-                # the message may have reached the receiver, who dedupes on the same id.
-                lost.outcome, lost.finished_at = "abandoned", now
-                lost.error = "the worker stopped before recording the outcome"
-                delivery.possible_duplicate = True
-            delivery.attempts += 1
-            attempt = DeliveryAttempt(
-                delivery_id=delivery.id,
-                number=delivery.attempts,
-                started_at=now,
-                outcome="started",
-            )
-            session.add(attempt)
-            staged.append((delivery, sub, attempt))
-        await session.flush()
-        for delivery, sub, attempt in staged:
-            prepared.append(
-                _Prepared(
-                    delivery,
-                    sub,
-                    subscribers.get(sub.subscriber_id) if sub.subscriber_id is not None else None,
-                    endpoints.get(sub.endpoint_id) if sub.endpoint_id is not None else None,
-                    digests[delivery.id],
-                    attempt.id,
-                    delivery.attempts,
-                    now,
-                )
-            )
-        # Committed before the network calls: a crash leaves evidence of the phase reached.
+            ):
+                unfinished.setdefault(delivery_id, []).append(attempt_id)
+        # A read-only transaction: committing it just ends it, keeping the loaded objects.
         await session.commit()
-
+    cancelled: list[int] = []
+    for delivery in mine:
+        sub = subs.get(delivery.subscription_id)
+        subscriber = (
+            subscribers.get(sub.subscriber_id)
+            if sub is not None and sub.subscriber_id is not None
+            else None
+        )
+        endpoint = (
+            endpoints.get(sub.endpoint_id)
+            if sub is not None and sub.endpoint_id is not None
+            else None
+        )
+        gone = (
+            sub is None
+            or not sub.enabled
+            or (subscriber is not None and subscriber.status != "active")
+            or (endpoint is not None and not endpoint.enabled)
+        )
+        if gone:
+            cancelled.append(delivery.id)
+            continue
+        assert sub is not None
+        prepared.append(
+            _Prepared(
+                delivery,
+                sub,
+                subscriber,
+                endpoint,
+                digests[delivery.id],
+                delivery.attempts + 1,
+                tuple(unfinished.get(delivery.id, ())),
+            )
+        )
+    if cancelled:
+        writer.cancel(cancelled)
     return prepared
 
 
-class _Recorder:
-    """Records outcomes as they arrive, all those waiting in one transaction (group commit).
+_T = TypeVar("_T")
+_Outcome = tuple[_Prepared, _Started, _Sent, datetime]
 
-    Each outcome still commits as soon as the previous write is done, so a crash only leaves
-    the attempts still in flight unfinished (and flagged as possible duplicates on their
-    retry); concurrent lanes no longer queue for SQLite's single writer one by one.
-    ``writing`` serialises this job's write transactions: SQLite's busy handler would
-    otherwise sleep while another of our own sessions holds the write lock.
+#: How long outcomes collect before they are written together (group commit).
+_RECORD_DELAY = 0.05
+
+
+class _Writer:
+    """The send job's only writer: starts attempts and records outcomes, in group commits.
+
+    A start (a group's attempt rows and attempt counts, committed before its network calls)
+    is written as soon as it is asked for, ahead of anything else, since the group waits for
+    it. Outcomes collect for at most ``_RECORD_DELAY`` and are then written together, while
+    the next groups are on the wire; a crash leaves only the attempts in flight or finished
+    in that window unfinished, and those are flagged as possible duplicates on their retry.
     """
 
     def __init__(self, resources: Resources) -> None:
         self._resources = resources
-        self._queue: asyncio.Queue[tuple[_Prepared, _Sent, datetime, datetime] | None] = (
-            asyncio.Queue()
-        )
+        self._outcomes: list[_Outcome] = []
+        self._starts: list[tuple[Sequence[_Prepared], asyncio.Future[list[_Started]]]] = []
+        self._cancelled: list[int] = []
+        self._wake = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = False
+        # Endpoints this job has seen fail: only those (and endpoints already failing when
+        # their chunk was read) can need ``failing_since`` cleared after a success.
+        self._failed_endpoints: set[int] = set()
+        self._closed = False
+        self._failed: BaseException | None = None
+        self._stack = AsyncExitStack()
+        self._connection: AsyncConnection | None = None
         self.outcomes: list[str] = []
-        self.writing = asyncio.Lock()
+        self.disabled_endpoints: set[int] = set()
 
-    def add(self, item: _Prepared, sent: _Sent, *, now: datetime, at: datetime) -> None:
-        self._queue.put_nowait((item, sent, now, at))
+    def add(self, item: _Prepared, started: _Started, sent: _Sent, *, at: datetime) -> None:
+        self._outcomes.append((item, started, sent, at))
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(_RECORD_DELAY, self._record_now)
+
+    def _record_now(self) -> None:
+        self._due = True
+        self._wake.set()
+
+    def cancel(self, delivery_ids: Sequence[int]) -> None:
+        self._cancelled += delivery_ids
+        self.outcomes += ["failed"] * len(delivery_ids)
+        self._wake.set()
+
+    async def start(self, group: Sequence[_Prepared]) -> list[_Started]:
+        """Commit the group's attempt rows; return them once committed."""
+        if self._failed is not None:
+            raise self._failed
+        future: asyncio.Future[list[_Started]] = asyncio.get_running_loop().create_future()
+        self._starts.append((group, future))
+        self._wake.set()
+        return await future
 
     def close(self) -> None:
-        self._queue.put_nowait(None)
+        self._closed = True
+        self._wake.set()
 
     async def run(self) -> None:
-        done = False
-        while not done:
-            batch = [await self._queue.get()]
-            while not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            items = [entry for entry in batch if entry is not None]
-            done = len(items) < len(batch)
-            if items:
-                await self._write(items)
+        async with self._stack:
+            try:
+                await self._run()
+            except BaseException as exc:
+                self._failed = exc
+                for _, future in self._starts:
+                    future.set_exception(exc)
+                raise
 
-    async def _write(self, items: Sequence[tuple[_Prepared, _Sent, datetime, datetime]]) -> None:
-        resources = self._resources
-        max_attempts = resources.settings.delivery.max_attempts
-        async with self.writing, resources.sessionmaker() as session:
-            endpoint_ids = {item.endpoint.id for item, *_ in items if item.endpoint is not None}
-            endpoints = (
-                {
-                    row.id: row
-                    for row in (
-                        await session.execute(
-                            select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids))
-                        )
-                    ).scalars()
-                }
-                if endpoint_ids
-                else {}
-            )
-            rows: list[dict[str, Any]] = []
-            attempts: list[dict[str, Any]] = []
-            for item, sent, now, at in items:
-                row, attempt = _outcome(item, sent, now=now, at=at, max_attempts=max_attempts)
-                rows.append(row)
-                attempts.append(attempt)
-                endpoint = endpoints.get(item.endpoint.id) if item.endpoint is not None else None
-                if endpoint is not None:
-                    _update_endpoint_health(
-                        endpoint, row["status"], disable=sent.disable_endpoint, now=at
+    async def _run(self) -> None:
+        while True:
+            if self._starts or self._cancelled:
+                starts, self._starts = self._starts, []
+                cancelled, self._cancelled = self._cancelled, []
+                try:
+                    results = await self._write(
+                        self._start_groups, [g for g, _ in starts], cancelled
                     )
-                if sent.permanent_recipient and item.subscriber is not None:
-                    subscriber = await session.get(Subscriber, item.subscriber.id)
-                    if subscriber is not None:
-                        subscriber.status = "suppressed"
-                        subscriber.status_reason = f"SMTP {sent.code}: {sent.detail[:200]}"
-                        subscriber.updated_at = at
-            # Bulk UPDATEs by primary key: a few statements for the whole batch.
-            await session.execute(update(Delivery), rows)
-            await session.execute(update(DeliveryAttempt), attempts)
-            await session.commit()
-        for (item, sent, _, _), row in zip(items, rows, strict=True):
-            final = row["status"]
+                except BaseException as exc:
+                    for _, future in starts:
+                        future.set_exception(exc)
+                    raise
+                for (_, future), started in zip(starts, results, strict=True):
+                    future.set_result(started)
+            elif self._outcomes and (self._due or self._closed):
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+                self._due = False
+                outcomes, self._outcomes = self._outcomes, []
+                statuses = await self._write(self._record, outcomes, ())
+                self._count(outcomes, statuses)
+            elif self._closed:
+                return
+            else:
+                self._wake.clear()
+                await self._wake.wait()
+
+    def _count(self, outcomes: Sequence[_Outcome], statuses: Sequence[str]) -> None:
+        for (item, _, sent, _), final in zip(outcomes, statuses, strict=True):
             metrics.DELIVERIES.labels(item.delivery.channel, final).inc()
             log.info(
                 "delivery attempted delivery_id=%s status=%s code=%s",
@@ -607,6 +674,160 @@ class _Recorder:
             )
             self.outcomes.append(
                 {"delivered": "delivered", "retry_wait": "retry"}.get(final, "failed")
+            )
+
+    async def _write(
+        self,
+        step: Callable[[AsyncConnection, Sequence[Any]], Awaitable[list[_T]]],
+        items: Sequence[Any],
+        cancelled: Sequence[int],
+    ) -> list[_T]:
+        # One connection for the whole job and Core statements only: the per-statement cost
+        # (and on SQLite each thread hop) is what a group's start waits for.
+        if self._connection is None:
+            self._connection = await self._stack.enter_async_context(
+                self._resources.engine.connect()
+            )
+        connection = self._connection
+        async with connection.begin():
+            if cancelled:
+                await connection.execute(
+                    update(_DELIVERIES)
+                    .where(_DELIVERIES.c.id.in_(cancelled))
+                    .values(status="cancelled", lease_owner=None, lease_until=None)
+                )
+            return await step(connection, items) if items else []
+
+    async def _start_groups(
+        self, connection: AsyncConnection, starts: Sequence[Sequence[_Prepared]]
+    ) -> list[list[_Started]]:
+        items = [item for group in starts for item in group]
+        now = self._resources.clock()
+        abandoned = [attempt for item in items for attempt in item.abandoned]
+        if abandoned:
+            # A worker died between committing these attempts and recording their outcome:
+            # the message may have reached the receiver, who dedupes on the same id.
+            await connection.execute(
+                update(_ATTEMPTS)
+                .where(_ATTEMPTS.c.id.in_(abandoned))
+                .values(
+                    outcome="abandoned",
+                    finished_at=now,
+                    error="the worker stopped before recording the outcome",
+                )
+            )
+            await connection.execute(
+                update(_DELIVERIES)
+                .where(_DELIVERIES.c.id.in_([item.delivery.id for item in items if item.abandoned]))
+                .values(possible_duplicate=True)
+            )
+        await connection.execute(
+            update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id")),
+            [{"b_id": item.delivery.id, "attempts": item.number} for item in items],
+        )
+        await connection.execute(
+            insert(_ATTEMPTS),
+            [
+                {
+                    "delivery_id": item.delivery.id,
+                    "number": item.number,
+                    "started_at": now,
+                    "outcome": "started",
+                }
+                for item in items
+            ],
+        )
+        return [[_Started(now) for _ in group] for group in starts]
+
+    async def _record(self, connection: AsyncConnection, outcomes: Sequence[_Outcome]) -> list[str]:
+        """Write a batch of outcomes: a few executemany UPDATEs by primary key."""
+        max_attempts = self._resources.settings.delivery.max_attempts
+        rows: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        attempts: list[dict[str, Any]] = []
+        statuses: list[str] = []
+        for item, started, sent, at in outcomes:
+            row, attempt = _outcome(item, started, sent, at=at, max_attempts=max_attempts)
+            rows.setdefault(tuple(row), []).append(row)
+            attempts.append(attempt)
+            statuses.append(row["status"])
+        # executemany needs one column set per statement: one UPDATE per kind of outcome.
+        for batch in rows.values():
+            await connection.execute(
+                update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id")), batch
+            )
+        await connection.execute(
+            update(_ATTEMPTS).where(
+                _ATTEMPTS.c.delivery_id == bindparam("b_delivery"),
+                _ATTEMPTS.c.number == bindparam("b_number"),
+            ),
+            attempts,
+        )
+        await self._record_endpoints(connection, outcomes, statuses)
+        for item, _, sent, at in outcomes:
+            if sent.permanent_recipient and item.subscriber is not None:
+                await connection.execute(
+                    update(_SUBSCRIBERS)
+                    .where(_SUBSCRIBERS.c.id == item.subscriber.id)
+                    .values(
+                        status="suppressed",
+                        status_reason=f"SMTP {sent.code}: {sent.detail[:200]}",
+                        updated_at=at,
+                    )
+                )
+        return statuses
+
+    async def _record_endpoints(
+        self, connection: AsyncConnection, outcomes: Sequence[_Outcome], statuses: Sequence[str]
+    ) -> None:
+        """Endpoint health: successes clear ``failing_since``, failures start or extend it.
+
+        A batch of successes only touches endpoints that may be failing; an endpoint with a
+        failure in the batch replays the batch's outcomes in order on its row.
+        """
+        failing = {
+            item.endpoint.id
+            for (item, _, _, _), status in zip(outcomes, statuses, strict=True)
+            if item.endpoint is not None and status != "delivered"
+        }
+        self._failed_endpoints |= failing
+        healthy = {
+            item.endpoint.id
+            for item, _, _, _ in outcomes
+            if item.endpoint is not None
+            and item.endpoint.id not in failing
+            and (
+                item.endpoint.failing_since is not None
+                or item.endpoint.id in self._failed_endpoints
+            )
+        }
+        if healthy:
+            await connection.execute(
+                update(_ENDPOINTS)
+                .where(_ENDPOINTS.c.id.in_(healthy), _ENDPOINTS.c.failing_since.is_not(None))
+                .values(failing_since=None)
+            )
+        if not failing:
+            return
+        health = {
+            endpoint_id: _EndpointHealth(failing_since)
+            for endpoint_id, failing_since in await connection.execute(
+                select(_ENDPOINTS.c.id, _ENDPOINTS.c.failing_since).where(
+                    _ENDPOINTS.c.id.in_(failing)
+                )
+            )
+        }
+        for (item, _, sent, at), status in zip(outcomes, statuses, strict=True):
+            if item.endpoint is not None and item.endpoint.id in health:
+                health[item.endpoint.id].update(status, disable=sent.disable_endpoint, now=at)
+        for endpoint_id, state in health.items():
+            values: dict[str, Any] = {"failing_since": state.failing_since}
+            if state.disabled_reason is not None:
+                self.disabled_endpoints.add(endpoint_id)
+                values.update(
+                    enabled=False, disabled_reason=state.disabled_reason, updated_at=state.at
+                )
+            await connection.execute(
+                update(_ENDPOINTS).where(_ENDPOINTS.c.id == endpoint_id).values(**values)
             )
 
 
@@ -627,16 +848,18 @@ async def _transmit(
 
 def _outcome(
     prepared: _Prepared,
+    started: _Started,
     sent: _Sent,
     *,
-    now: datetime,
     at: datetime,
     max_attempts: int,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The delivery and attempt columns an outcome sets, as bulk UPDATE parameters."""
-    row: dict[str, Any] = {"id": prepared.delivery.id, "lease_owner": None, "lease_until": None}
+    now = started.at
+    row: dict[str, Any] = {"b_id": prepared.delivery.id, "lease_owner": None, "lease_until": None}
     attempt: dict[str, Any] = {
-        "id": prepared.attempt_id,
+        "b_delivery": prepared.delivery.id,
+        "b_number": prepared.number,
         "finished_at": at,
         "code": sent.code,
         "response": sent.detail[:1024],
@@ -664,19 +887,24 @@ def _next_delay(
     return retry_delay(attempts, retry_after=retry_after, rng=random.Random())
 
 
-def _update_endpoint_health(
-    endpoint: WebhookEndpoint, status: str, *, disable: bool, now: datetime
-) -> None:
-    if status == "delivered":
-        endpoint.failing_since = None
-        return
-    if endpoint.failing_since is None:
-        endpoint.failing_since = now
-    expired = should_disable(status="retry", failing_since=endpoint.failing_since, now=now)
-    if disable or expired:
-        endpoint.enabled = False
-        endpoint.disabled_reason = "410 Gone" if disable else "failing for 5 days"
-        endpoint.updated_at = now
+@dataclass(slots=True)
+class _EndpointHealth:
+    """An endpoint's failure run, replayed over a batch of outcomes (WH-13)."""
+
+    failing_since: datetime | None
+    disabled_reason: str | None = None
+    at: datetime | None = None
+
+    def update(self, status: str, *, disable: bool, now: datetime) -> None:
+        if status == "delivered":
+            self.failing_since = None
+            return
+        if self.failing_since is None:
+            self.failing_since = now
+        expired = should_disable(status="retry", failing_since=self.failing_since, now=now)
+        if disable or expired:
+            self.disabled_reason = "410 Gone" if disable else "failing for 5 days"
+            self.at = now
 
 
 def _links(resources: Resources, subscription_id: int) -> tuple[str, str]:

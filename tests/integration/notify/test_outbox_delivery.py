@@ -150,6 +150,23 @@ async def test_410_disables_the_endpoint(res: Resources, receiver: WebhookReceiv
     assert len(receiver.deliveries) == 1
 
 
+async def test_410_stops_the_rest_of_the_batch(res: Resources, receiver: WebhookReceiver) -> None:
+    await webhook_subscription(res, receiver.url(), receiver.secret)
+    await add_matches(res, *(f"Pakistan buys Russian LNG cargo {n}" for n in range(9)))
+    receiver.script("hooks", Scripted(410))
+    await run_due_deliveries(res)
+    # The first group (one delivery per lane) was on the wire when the 410 came (the others
+    # of the group got 200); the rest of the batch is cancelled, not sent to a disabled
+    # endpoint.
+    lanes = res.settings.delivery.concurrency
+    assert len(receiver.deliveries) == lanes
+    assert Counter(row.status for row in await deliveries(res)) == {
+        "failed": 1,
+        "delivered": lanes - 1,
+        "cancelled": 9 - lanes,
+    }
+
+
 async def test_five_days_of_failure_disable(res: Resources, receiver: WebhookReceiver) -> None:
     endpoint_id = await webhook_subscription(res, receiver.url(), receiver.secret)
     async with res.sessionmaker() as session:
@@ -164,6 +181,29 @@ async def test_five_days_of_failure_disable(res: Resources, receiver: WebhookRec
         endpoint = await session.get(WebhookEndpoint, endpoint_id)
         assert endpoint is not None
         assert (endpoint.enabled, endpoint.disabled_reason) == (False, "failing for 5 days")
+
+
+async def failing_since(res: Resources, endpoint_id: int) -> datetime | None:
+    async with res.sessionmaker() as session:
+        endpoint = await session.get(WebhookEndpoint, endpoint_id)
+        assert endpoint is not None
+        return endpoint.failing_since
+
+
+async def test_a_success_ends_the_failure_run(
+    res: Resources, receiver: WebhookReceiver, clock: FakeClock
+) -> None:
+    endpoint_id = await webhook_subscription(res, receiver.url(), receiver.secret)
+    await add_matches(res, "Pakistan buys Russian LNG")
+    receiver.script("hooks", Scripted(503))
+    failed_at = res.clock()
+    await run_due_deliveries(res)
+    assert await failing_since(res, endpoint_id) == failed_at
+
+    # A later job reads the endpoint as failing and clears the run on its next success.
+    clock.advance(seconds=7)
+    assert (await run_due_deliveries(res)).delivered == 1
+    assert await failing_since(res, endpoint_id) is None
 
 
 async def test_retries_span_more_than_a_day_then_fail(res: Resources, clock: FakeClock) -> None:
