@@ -68,13 +68,9 @@ _Key = TypeVar("_Key", str, int)
 _Located = dict[int, list[tuple[int, int]]]
 # (line, pattern space, automaton hits on it) for each line of a field a matcher scans.
 _Hits = list[tuple[str, int, list[tuple[int, tuple[tuple[int, ...], tuple[int, ...]]]]]]
-# Flags of a pattern in a document: found in the title, found in the body.
-_IN_TITLE: Final = 1
-_IN_BODY: Final = 2
-_IN_ANY: Final = 3
-_IN: Final[dict[TextField | None, int]] = {"title": _IN_TITLE, "body": _IN_BODY, None: _IN_ANY}
 # Literal kinds: a pattern's presence, an exact metadata value, a check (a predicate).
-# A literal is (kind, pattern / metadata value / check id, field mask, negated).
+# A literal is (kind, pattern / metadata value / check id, field mask, negated); the mask
+# selects the title or body part of a packed count (see ``_mask``).
 _PATTERN: Final = 0
 _META: Final = 1
 _CHECK: Final = 2
@@ -725,13 +721,13 @@ class _Compiler:
                     [self._check(lambda c, d: _meta_matches(meta, d.meta(meta.field)), negated)]
                 ]
             ident = self.meta_ids.setdefault((node.field, node.value), len(self.meta_ids))
-            return [[(_META, ident, _IN_ANY, negated)]]
+            return [[(_META, ident, -1, negated)]]
         if isinstance(node, Near):
             near = [self._check(self._near(node), negated)]
             if negated:
                 return [near]
             sides = [
-                [(_PATTERN, self.patterns.leaf(leaf), _IN_ANY, False) for leaf in side]
+                [(_PATTERN, self.patterns.leaf(leaf), -1, False) for leaf in side]
                 for side in (node.left, node.right)
             ]
             return [*sides, near]
@@ -739,10 +735,10 @@ class _Compiler:
             sloppy = [self._check(self._sloppy(node), negated)]
             if negated:
                 return [sloppy]
-            mask = _IN[node.field]
+            mask = _mask(node.field)
             words = dict.fromkeys(self.patterns.words(node))
             return [*([(_PATTERN, word, mask, False)] for word in words), sloppy]
-        return [[(_PATTERN, self.patterns.leaf(node), _IN[node.field], negated)]]
+        return [[(_PATTERN, self.patterns.leaf(node), _mask(node.field), negated)]]
 
     def anchors(self, node: Node) -> frozenset[int] | None:
         """Return pattern ids one of which any matching article contains, or None."""
@@ -878,7 +874,7 @@ class _Tables:
     candidate rules with a few array operations instead of a Python call per rule.
 
     Slots: ``[0, patterns)`` are patterns, then one per exact metadata value, then one that
-    is never set (the slot of check literals).
+    is always set: check literals read it, so they count as true until their check runs.
     """
 
     patterns: int
@@ -892,9 +888,8 @@ class _Tables:
     literal_count: _Ints
     clause_count: _Ints
     slot: _Ints
-    mask: npt.NDArray[np.uint8]
+    mask: _Ints
     negated: npt.NDArray[np.bool_]
-    check: npt.NDArray[np.bool_]
     first: npt.NDArray[np.bool_]
     has_check: npt.NDArray[np.bool_]
     # Per rule: (offset of the literal in the rule, check, negated) for its check literals.
@@ -920,7 +915,7 @@ class _Tables:
     ) -> _Tables:
         patterns = len(compiler.patterns.keys)
         meta_slots = {key: patterns + ident for key, ident in compiler.meta_ids.items()}
-        never = patterns + len(meta_slots)
+        true = patterns + len(meta_slots)
 
         by_pattern: list[list[int]] = [[] for _ in range(patterns)]
         always: list[int] = []
@@ -936,7 +931,6 @@ class _Tables:
         slot: list[int] = []
         mask: list[int] = []
         negated: list[bool] = []
-        check: list[bool] = []
         first: list[bool] = []
         starts: list[int] = []
         counts: list[int] = []
@@ -948,15 +942,16 @@ class _Tables:
             mine: list[tuple[int, _Predicate, bool]] = []
             for clause in rule.clauses:
                 for number, (kind, ref, field_mask, negative) in enumerate(clause):
+                    first.append(number == 0)
                     if kind == _CHECK:
                         mine.append((len(slot) - starts[-1], compiler.checks[ref], negative))
-                    slot.append(
-                        ref if kind == _PATTERN else patterns + ref if kind == _META else never
-                    )
+                        slot.append(true)
+                        mask.append(-1)
+                        negated.append(False)
+                        continue
+                    slot.append(ref if kind == _PATTERN else patterns + ref)
                     mask.append(field_mask)
                     negated.append(negative)
-                    check.append(kind == _CHECK)
-                    first.append(number == 0)
             counts.append(len(slot) - starts[-1])
             checks.append(tuple(mine))
 
@@ -974,7 +969,7 @@ class _Tables:
         min_score = np.array([rule.spec.min_score for rule in rules], np.float64)
         return cls(
             patterns=patterns,
-            slots=never + 1,
+            slots=true + 1,
             index_start=index_start,
             index_rules=np.array([r for found in by_pattern for r in found], np.int64),
             always=np.array(always, np.int64),
@@ -982,9 +977,8 @@ class _Tables:
             literal_count=np.array(counts, np.int64),
             clause_count=np.array(clause_counts, np.int64),
             slot=np.array(slot, np.int64),
-            mask=np.array(mask, np.uint8),
+            mask=np.array(mask, np.int64),
             negated=np.array(negated, np.bool_),
-            check=np.array(check, np.bool_),
             first=np.array(first, np.bool_),
             has_check=np.array([bool(found) for found in checks], np.bool_),
             checks=checks,
@@ -1007,14 +1001,14 @@ def _round4(values: npt.NDArray[np.float64]) -> list[float]:
     a tie; those few are rounded by Python.
     """
     scaled = values * 10_000.0
-    rounded: list[float] = (np.rint(scaled) / 10_000.0).tolist()
-    # Far from ties the scaled value's rounding error cannot change the nearest integer.
-    near_tie = (np.abs(np.abs(np.modf(scaled)[0]) - 0.5) < 1e-6) | ~(
-        np.abs(scaled) < 2.0**30
-    )
-    if near_tie.any():
-        for i in np.flatnonzero(near_tie).tolist():
-            rounded[i] = round(float(values[i]), 4)
+    whole = np.rint(scaled)
+    rounded: list[float] = (whole / 10_000.0).tolist()
+    # Far from a tie (and below 2**30, where the error of ``scaled`` nears 1e-6) that error
+    # cannot change the nearest integer. Infinities and NaN fail the first test.
+    if not (np.abs(scaled) < 2.0**30).all():
+        return [round(value, 4) for value in values.tolist()]
+    for i in np.flatnonzero(np.abs(scaled - whole) > 0.5 - 1e-6).tolist():
+        rounded[i] = round(float(values[i]), 4)
     return rounded
 
 
@@ -1264,29 +1258,27 @@ class Matcher:
         size = len(counts)
         found = np.fromiter(counts, np.int64, size)
         packed = np.fromiter(counts.values(), np.int64, size)
-        title = packed & _TITLE_MASK
-        body = packed >> _SHIFT
-
-        flags = np.zeros(tables.slots, np.uint8)
-        flags[found] = (title > 0) | ((body > 0) << 1)
+        # Packed counts by slot: a literal is true when its mask selects a non-zero part.
+        slots = np.zeros(tables.slots, np.int64)
+        slots[found] = packed
+        slots[-1] = 1
         if tables.meta_fields:
-            flags[self._meta(article)] = _IN_ANY
+            slots[self._meta(article)] = 1
         candidates = self._candidate_array(found)
         if not candidates.size:
             return []
 
         # Every literal of every candidate, then clauses (any literal) and rules (all clauses).
         rows, at = _ranges(tables.literal_start[candidates], tables.literal_count[candidates])
-        truth = (flags[tables.slot[rows]] & tables.mask[rows]).astype(np.bool_)
+        truth = (slots[tables.slot[rows]] & tables.mask[rows]) != 0
         truth ^= tables.negated[rows]
         firsts = np.flatnonzero(tables.first[rows])
         clause_counts = tables.clause_count[candidates]
-        rule_firsts = np.cumsum(clause_counts) - clause_counts
+        rule_firsts = np.add.accumulate(clause_counts) - clause_counts
         checked = tables.has_check[candidates]
         if checked.any():
-            # Checks are assumed true first: the clauses are monotone in their literals, so
-            # a rule that fails anyway never runs its checks.
-            truth |= tables.check[rows]
+            # Checks count as true first: the clauses are monotone in their literals, so a
+            # rule that fails anyway never runs its checks.
             passed = np.logical_and.reduceat(np.logical_or.reduceat(truth, firsts), rule_firsts)
             pending = np.flatnonzero(passed & checked)
             if pending.size:
@@ -1299,19 +1291,17 @@ class Matcher:
         matched = candidates[passed]
         if not matched.size:
             return []
-        return self._results(doc, matched, found, title, body)
+        return self._results(doc, matched, found, packed)
 
-    def _results(
-        self, doc: _Doc, matched: _Ints, found: _Ints, title: _Ints, body: _Ints
-    ) -> list[Match]:
+    def _results(self, doc: _Doc, matched: _Ints, found: _Ints, packed: _Ints) -> list[Match]:
         """Score the matched rules, keep those reaching their ``min_score``, make matches."""
         tables = self._tables
         options = self._options
         # Score of every found pattern in each scope (title, body, either); row 0 is the
         # score of a pattern not found, so absent and padding keys add 0.0.
         table = np.zeros((len(found) + 1, 3))
-        table[1:, 0] = options.title_weight * _one_plus_log(title)
-        table[1:, 1] = options.body_weight * _one_plus_log(body)
+        table[1:, 0] = options.title_weight * _one_plus_log(packed & _TITLE_MASK)
+        table[1:, 1] = options.body_weight * _one_plus_log(packed >> _SHIFT)
         table[1:, 2] = table[1:, 0] + table[1:, 1]
         local = np.zeros(tables.patterns + 1, np.int64)
         local[found] = np.arange(1, len(found) + 1)
