@@ -179,12 +179,17 @@ def _near(doc: _Doc, field: TextField, node: Near) -> bool:
 
 
 def _close(lefts: list[tuple[int, int]], rights: list[tuple[int, int]], distance: int) -> bool:
-    """Return whether some left and some right occurrence are within ``distance`` words."""
-    return any(
-        max(r_first - l_last, l_first - r_last) <= distance
-        for l_first, l_last in lefts
-        for r_first, r_last in rights
-    )
+    """Return whether some left and some right occurrence are within ``distance`` words.
+
+    That is ``max(r_first - l_last, l_first - r_last) <= distance`` for some pair.
+    """
+    for l_first, l_last in lefts:
+        low = l_first - distance
+        high = l_last + distance
+        for r_first, r_last in rights:
+            if r_first <= high and r_last >= low:
+                return True
+    return False
 
 
 def _fields(field: TextField | None) -> tuple[TextField, ...]:
@@ -636,21 +641,22 @@ class _Compiler:
 
     def _near(self, node: Near) -> _Predicate:
         fields = _near_fields(node)
-        left_ids = [self.patterns.leaf(leaf) for leaf in node.left]
-        right_ids = [self.patterns.leaf(leaf) for leaf in node.right]
-
+        left_ids = tuple(dict.fromkeys(self.patterns.leaf(leaf) for leaf in node.left))
+        right_ids = tuple(dict.fromkeys(self.patterns.leaf(leaf) for leaf in node.right))
         distance = node.distance
 
         def near(counts: dict[int, int], doc: _Doc) -> bool:
-            if not any(i in counts for i in left_ids) or not any(i in counts for i in right_ids):
+            if not any(map(counts.__contains__, left_ids)) or not any(
+                map(counts.__contains__, right_ids)
+            ):
                 return False
             for field in fields:
                 located = doc.located(field)
-                lefts = [span for i in left_ids for span in located.get(i, ())]
-                if lefts and _close(
-                    lefts, [span for i in right_ids for span in located.get(i, ())], distance
-                ):
-                    return True
+                lefts = [span for i in left_ids if i in located for span in located[i]]
+                if lefts:
+                    rights = [span for i in right_ids if i in located for span in located[i]]
+                    if rights and _close(lefts, rights, distance):
+                        return True
             return False
 
         return near
