@@ -50,7 +50,7 @@ from alerts.query import (
     iter_leaves,
     parse_query,
 )
-from alerts.types import NO_SNIPPET, Article, Excerpt, Match, RuleSpec
+from alerts.types import Article, Match, RuleSpec
 
 __all__ = ["MatchOptions", "Matcher", "brute_force_match", "evaluate", "score_leaves"]
 
@@ -1024,26 +1024,39 @@ def _one_plus_log(counts: _Ints) -> npt.NDArray[np.float64]:
     return _ONE_PLUS_LOG[counts]
 
 
-class _Excerpts:
-    """Cuts the snippets of one article's matches on demand, each once.
+class _Found:
+    """The source of one article's matches (see :class:`alerts.types.Match`).
 
-    Keeps the matcher's document (its analysed fields and automaton hits), so a snippet
-    costs nothing until a match is stored, rendered or printed.
+    A match keeps its rule's number and a bitmask of the rule's score keys found; this
+    turns them into the rule id and terms, and cuts snippets from the matcher's document
+    (its analysed fields and automaton hits), each once, when they are first read.
     """
 
-    __slots__ = ("_doc", "_made", "_size")
+    __slots__ = ("_doc", "_made", "_matcher", "article_id")
 
-    def __init__(self, doc: _Doc, size: int) -> None:
+    def __init__(self, matcher: Matcher, doc: _Doc) -> None:
+        self.article_id = doc.article.id
+        self._matcher = matcher
         self._doc = doc
-        self._size = size
         self._made: dict[int, tuple[str, tuple[tuple[int, int], ...]]] = {}
 
-    def make(self, key: object) -> tuple[str, tuple[tuple[int, int], ...]]:
-        # Keys are the rules' highlight tuples, which live as long as the matcher.
-        made = self._made.get(id(key))
+    def rule_id_of(self, rule: object) -> str:
+        return self._matcher._ids[cast(int, rule)]
+
+    def terms_of(self, rule: object, found: object) -> tuple[str, ...]:
+        return self._matcher._found_terms(cast(int, rule), cast(int, found))
+
+    def excerpt_of(self, rule: object) -> tuple[str, tuple[tuple[int, int], ...]]:
+        number = cast(int, rule)
+        made = self._made.get(number)
         if made is None:
-            patterns = cast(tuple[tuple[int, ...], tuple[int, ...]], key)
-            made = self._made[id(key)] = _snippet(self._doc, patterns, self._size)
+            options = self._matcher._options
+            if options.snippets:
+                patterns = self._matcher._highlights[number]
+                made = _snippet(self._doc, patterns, options.snippet_chars)
+            else:
+                made = ("", ())
+            self._made[number] = made
         return made
 
 
@@ -1058,7 +1071,7 @@ class Matcher:
         uses_forms: bool,
         options: MatchOptions,
         sizes: list[int],
-        terms: dict[int, tuple[str, ...]] | None = None,
+        terms: dict[tuple[int, int], tuple[str, ...]] | None = None,
     ) -> None:
         self._rules = rules
         self._tables = tables
@@ -1070,7 +1083,7 @@ class Matcher:
         self._ids = [rule.spec.id for rule in rules]
         self._highlights = [rule.highlight for rule in rules]
         # (rule, found-terms bitmask) -> the terms as written: a memo shared by options.
-        self._terms: dict[int, tuple[str, ...]] = {} if terms is None else terms
+        self._terms: dict[tuple[int, int], tuple[str, ...]] = {} if terms is None else terms
 
     @classmethod
     def build(
@@ -1317,44 +1330,33 @@ class Matcher:
         present = (values != 0.0) @ tables.bits
         scores = _round4(totals)
         rules: list[int] = matched.tolist()
-        # Found terms by (rule, bitmask of found score keys), memoised: the same rules match
-        # with the same terms over and over. Everything below runs in C-level maps, since it
-        # runs once per match (a hundred times per article in the benchmark).
-        count = len(self._rules)
-        keys: list[int] = (present * count + matched).tolist()
+        found_keys: list[int] = present.tolist()
         if tables.wide[matched].any():
             for i, rule in enumerate(rules):
                 if tables.wide[rule]:
-                    total, bits = self._score_wide(rule, table, local)
+                    total, found_keys[i] = self._score_wide(rule, table, local)
                     scores[i] = round(total, 4)
-                    keys[i] = bits * count + rule
         if tables.any_min_score:
             keep = (np.array(scores) >= tables.min_score[matched]).tolist()
             rules = list(compress(rules, keep))
             scores = list(compress(scores, keep))
-            keys = list(compress(keys, keep))
-        memo = self._terms
-        if len(memo) > _TERMS_MEMO:
-            memo.clear()
-        terms = list(map(memo.get, keys))
-        if None in terms:
-            for i, (key, rule) in enumerate(zip(keys, rules, strict=True)):
-                if terms[i] is None:
-                    terms[i] = memo[key] = self._found_terms(rule, key // count)
-        excerpt: Excerpt = _Excerpts(doc, options.snippet_chars) if options.snippets else NO_SNIPPET
-        fields = zip(
-            map(self._ids.__getitem__, rules),
-            repeat(doc.article.id),
-            scores,
-            terms,
-            repeat(excerpt),
-            map(self._highlights.__getitem__, rules),
-        )
+            found_keys = list(compress(found_keys, keep))
+        # One small tuple per match from numbers made just now: this runs a hundred times
+        # per article in the benchmark, so nothing here reaches into per-rule objects.
+        fields = zip(rules, scores, found_keys, repeat(_Found(self, doc)))
         return list(map(tuple.__new__, repeat(Match), fields))
 
     def _found_terms(self, rule: int, bits: int) -> tuple[str, ...]:
-        texts = self._rules[rule].score_texts
-        return tuple(dict.fromkeys(text for i, text in enumerate(texts) if bits >> i & 1))
+        """Return the terms (as written) of ``rule`` whose score keys are set in ``bits``."""
+        key = (rule, bits)
+        terms = self._terms.get(key)
+        if terms is None:
+            if len(self._terms) >= _TERMS_MEMO:
+                self._terms.clear()
+            texts = self._rules[rule].score_texts
+            found = (text for i, text in enumerate(texts) if bits >> i & 1)
+            terms = self._terms[key] = tuple(dict.fromkeys(found))
+        return terms
 
     def _score_wide(
         self, rule: int, table: npt.NDArray[np.float64], local: _Ints

@@ -1,11 +1,11 @@
-"""Plain data shared by the core and the shell. Immutable, hashable, no behaviour beyond
-``Match`` cutting its snippet on first use."""
+"""Plain data shared by the core and the shell. Immutable and hashable; ``Match`` works out
+some attributes when they are first read."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Literal, Protocol
+from typing import Literal, Protocol, cast
 
 Tier = Literal["official", "news", "aggregator"]
 TIERS: tuple[Tier, ...] = ("official", "news", "aggregator")
@@ -47,29 +47,46 @@ class RuleSpec:
     tags: frozenset[str] = frozenset()
 
 
-class Excerpt(Protocol):
-    """Where a match's snippet comes from: made already, or made on first use."""
+class MatchSource(Protocol):
+    """What a :class:`Match` reads its attributes from (see there)."""
 
-    def make(self, key: object) -> tuple[str, tuple[tuple[int, int], ...]]:
-        """Return the snippet and its highlights for the match that holds ``key``."""
+    @property
+    def article_id(self) -> str:
+        """The matched article's id."""
+        ...
+
+    def rule_id_of(self, rule: object) -> str:
+        """Return the id of the rule the match keeps as ``rule``."""
+        ...
+
+    def terms_of(self, rule: object, found: object) -> tuple[str, ...]:
+        """Return the matched terms, from the match's ``rule`` and ``found``."""
+        ...
+
+    def excerpt_of(self, rule: object) -> tuple[str, tuple[tuple[int, int], ...]]:
+        """Return the snippet and its highlights for the match's ``rule``."""
         ...
 
 
 @dataclass(frozen=True, slots=True)
-class Snippet:
-    """A snippet already made (stored with a match, or given by hand)."""
+class GivenMatch:
+    """The source of a match built by hand or read from storage: everything as given."""
 
-    text: str = ""
+    article_id: str
+    snippet: str = ""
     highlights: tuple[tuple[int, int], ...] = ()
 
-    def make(self, key: object) -> tuple[str, tuple[tuple[int, int], ...]]:
-        return self.text, self.highlights
+    def rule_id_of(self, rule: object) -> str:
+        return cast(str, rule)
+
+    def terms_of(self, rule: object, found: object) -> tuple[str, ...]:
+        return cast(tuple[str, ...], found)
+
+    def excerpt_of(self, rule: object) -> tuple[str, tuple[tuple[int, int], ...]]:
+        return self.snippet, self.highlights
 
 
-NO_SNIPPET: Final = Snippet()
-
-
-class Match(tuple[str, str, float, tuple[str, ...], Excerpt, object]):
+class Match(tuple[object, float, object, MatchSource]):
     """Why an article matched a rule. Immutable and hashable.
 
     ``terms`` are the distinct rule terms found in the article (as written in the rule).
@@ -77,10 +94,11 @@ class Match(tuple[str, str, float, tuple[str, ...], Excerpt, object]):
     offsets into ``snippet`` to emphasise (renderers escape the text and wrap these spans).
 
     The matcher makes a match per matching rule, often a hundred per article, and most are
-    only counted or filtered: it hands each match an :class:`Excerpt` that keeps what it
-    found in the article, and the snippet text is cut when ``snippet`` is first read. A
-    match built by hand (or from storage) takes its ``snippet`` and ``highlights`` as given.
-    Equality compares the six public attributes.
+    only counted, filtered or stored: so a match it makes keeps the rule's number, the score,
+    a bitmask of the rule's terms found and one source shared by the article's matches, and
+    works out the rule id, the terms and the snippet (cut from the analysed article) when
+    they are read. A match built by hand (or from storage) keeps its attributes as given.
+    Equality and hashing use the six public attributes.
     """
 
     __slots__ = ()
@@ -94,36 +112,45 @@ class Match(tuple[str, str, float, tuple[str, ...], Excerpt, object]):
         snippet: str = "",
         highlights: tuple[tuple[int, int], ...] = (),
     ) -> Match:
-        excerpt = Snippet(snippet, highlights) if snippet or highlights else NO_SNIPPET
-        return tuple.__new__(cls, (rule_id, article_id, score, terms, excerpt, None))
+        return tuple.__new__(
+            cls, (rule_id, score, terms, GivenMatch(article_id, snippet, highlights))
+        )
 
     @property
     def rule_id(self) -> str:
-        return self[0]
+        return self[3].rule_id_of(self[0])
 
     @property
     def article_id(self) -> str:
-        return self[1]
+        return self[3].article_id
 
     @property
     def score(self) -> float:
-        return self[2]
+        return self[1]
 
     @property
     def terms(self) -> tuple[str, ...]:
-        return self[3]
+        return self[3].terms_of(self[0], self[2])
 
     @property
     def snippet(self) -> str:
-        return self[4].make(self[5])[0]
+        return self[3].excerpt_of(self[0])[0]
 
     @property
     def highlights(self) -> tuple[tuple[int, int], ...]:
-        return self[4].make(self[5])[1]
+        return self[3].excerpt_of(self[0])[1]
 
-    def _public(self) -> tuple[object, ...]:
-        text, highlights = self[4].make(self[5])
-        return (self[0], self[1], self[2], self[3], text, highlights)
+    def _public(self) -> tuple[str, str, float, tuple[str, ...], str, tuple[tuple[int, int], ...]]:
+        source = self[3]
+        snippet, highlights = source.excerpt_of(self[0])
+        return (
+            source.rule_id_of(self[0]),
+            source.article_id,
+            self[1],
+            source.terms_of(self[0], self[2]),
+            snippet,
+            highlights,
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Match):
