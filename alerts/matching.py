@@ -646,11 +646,13 @@ class _Compiler:
         distance = node.distance
 
         def near(counts: dict[int, int], doc: _Doc) -> bool:
-            if not any(map(counts.__contains__, left_ids)) or not any(
-                map(counts.__contains__, right_ids)
-            ):
-                return False
             for field in fields:
+                # Positions are only worked out for a field holding both sides.
+                mask = _mask(field)
+                if not any(counts.get(i, 0) & mask for i in left_ids) or not any(
+                    counts.get(i, 0) & mask for i in right_ids
+                ):
+                    continue
                 located = doc.located(field)
                 lefts = [span for i in left_ids if i in located for span in located[i]]
                 if lefts:
@@ -887,6 +889,7 @@ class _Tables:
     slots: int
     # Presearch: pattern -> the rules it anchors (CSR), and the rules without anchors.
     index_start: _Ints
+    index_count: _Ints
     index_rules: _Ints
     always: _Ints
     # Clauses: each rule's literals are contiguous; ``first`` marks the first of a clause.
@@ -931,8 +934,8 @@ class _Tables:
             else:
                 for pattern in anchor:
                     by_pattern[pattern].append(position)
-        index_start = np.zeros(patterns + 1, np.int64)
-        index_start[1:] = np.cumsum([len(found) for found in by_pattern])
+        index_count = np.array([len(found) for found in by_pattern], np.int64)
+        index_start = np.cumsum(index_count) - index_count
 
         slot: list[int] = []
         mask: list[int] = []
@@ -977,6 +980,7 @@ class _Tables:
             patterns=patterns,
             slots=true + 1,
             index_start=index_start,
+            index_count=index_count,
             index_rules=np.array([r for found in by_pattern for r in found], np.int64),
             always=np.array(always, np.int64),
             literal_start=np.array(starts, np.int64),
@@ -1018,8 +1022,8 @@ def _round4(values: npt.NDArray[np.float64]) -> list[float]:
     return rounded
 
 
-def _one_plus_log(counts: _Ints) -> npt.NDArray[np.float64]:
-    if counts.size and int(counts.max()) >= _LOG_SIZE:
+def _one_plus_log(counts: _Ints, largest: int) -> npt.NDArray[np.float64]:
+    if largest >= _LOG_SIZE:
         return np.array([1.0 + math.log(c) if c else 0.0 for c in counts.tolist()])
     return _ONE_PLUS_LOG[counts]
 
@@ -1242,8 +1246,7 @@ class Matcher:
 
     def _candidate_array(self, found: _Ints) -> _Ints:
         tables = self._tables
-        starts = tables.index_start[found]
-        rows, _at = _ranges(starts, tables.index_start[found + 1] - starts)
+        rows, _at = _ranges(tables.index_start[found], tables.index_count[found])
         picked = tables.index_rules[rows]
         if tables.always.size:
             picked = np.concatenate((picked, tables.always))
@@ -1319,8 +1322,14 @@ class Matcher:
         # Score of every found pattern in each scope (title, body, either); row 0 is the
         # score of a pattern not found, so absent and padding keys add 0.0.
         table = np.zeros((len(found) + 1, 3))
-        table[1:, 0] = options.title_weight * _one_plus_log(packed & _TITLE_MASK)
-        table[1:, 1] = options.body_weight * _one_plus_log(packed >> _SHIFT)
+        # The largest packed count bounds the body count, and the title count when it is
+        # below the body's bit (the usual case: no pattern 4,096 times in a field).
+        largest = int(packed.max()) if packed.size else 0
+        title = packed & _TITLE_MASK
+        table[1:, 0] = options.title_weight * _one_plus_log(
+            title, largest if largest < _BODY_ONE else int(title.max())
+        )
+        table[1:, 1] = options.body_weight * _one_plus_log(packed >> _SHIFT, largest >> _SHIFT)
         table[1:, 2] = table[1:, 0] + table[1:, 1]
         local = np.zeros(tables.patterns + 1, np.int64)
         local[found] = np.arange(1, len(found) + 1)
