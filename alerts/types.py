@@ -171,5 +171,5 @@ class Match(tuple[object, float, object, MatchSource]):
             f"terms={terms!r}, snippet={snippet!r}, highlights={highlights!r})"
         )
 
-    def __getnewargs__(self) -> tuple[object, ...]:  # type: ignore[override]
+    def __getnewargs__(self) -> tuple[object, ...]:
         return self._public()
