@@ -908,6 +908,7 @@ class _Tables:
     key_pattern: _Ints
     key_scope: _Ints
     wide: npt.NDArray[np.bool_]
+    any_wide: bool
     bits: _Ints
     min_score: npt.NDArray[np.float64]
     any_min_score: bool
@@ -995,6 +996,7 @@ class _Tables:
             key_pattern=key_pattern,
             key_scope=key_scope,
             wide=wide,
+            any_wide=bool(wide.any()),
             bits=np.left_shift(1, np.arange(width, dtype=np.int64)),
             min_score=min_score,
             any_min_score=bool((min_score > 0).any()),
@@ -1015,10 +1017,13 @@ def _round4(values: npt.NDArray[np.float64]) -> list[float]:
     rounded: list[float] = (whole / 10_000.0).tolist()
     # Far from a tie (and below 2**30, where the error of ``scaled`` nears 1e-6) that error
     # cannot change the nearest integer. Infinities and NaN fail the first test.
-    if not (np.abs(scaled) < 2.0**30).all():
+    # (Ufunc reductions: the ndarray methods add a Python-level wrapper per call.)
+    if not np.logical_and.reduce(np.abs(scaled) < 2.0**30):
         return [round(value, 4) for value in values.tolist()]
-    for i in np.flatnonzero(np.abs(scaled - whole) > 0.5 - 1e-6).tolist():
-        rounded[i] = round(float(values[i]), 4)
+    near_tie = np.abs(scaled - whole) > 0.5 - 1e-6
+    if np.logical_or.reduce(near_tie):
+        for i in np.flatnonzero(near_tie).tolist():
+            rounded[i] = round(float(values[i]), 4)
     return rounded
 
 
@@ -1298,7 +1303,7 @@ class Matcher:
         clause_counts = tables.clause_count[candidates]
         rule_firsts = np.add.accumulate(clause_counts) - clause_counts
         checked = tables.has_check[candidates]
-        if checked.any():
+        if np.logical_or.reduce(checked):
             # Checks count as true first: the clauses are monotone in their literals, so a
             # rule that fails anyway never runs its checks.
             passed = np.logical_and.reduceat(np.logical_or.reduceat(truth, firsts), rule_firsts)
@@ -1324,23 +1329,24 @@ class Matcher:
         table = np.zeros((len(found) + 1, 3))
         # The largest packed count bounds the body count, and the title count when it is
         # below the body's bit (the usual case: no pattern 4,096 times in a field).
-        largest = int(packed.max()) if packed.size else 0
+        largest = int(np.maximum.reduce(packed)) if packed.size else 0
         title = packed & _TITLE_MASK
         table[1:, 0] = options.title_weight * _one_plus_log(
-            title, largest if largest < _BODY_ONE else int(title.max())
+            title, largest if largest < _BODY_ONE else int(np.maximum.reduce(title))
         )
         table[1:, 1] = options.body_weight * _one_plus_log(packed >> _SHIFT, largest >> _SHIFT)
         table[1:, 2] = table[1:, 0] + table[1:, 1]
         local = np.zeros(tables.patterns + 1, np.int64)
         local[found] = np.arange(1, len(found) + 1)
-        values = table[local[tables.key_pattern[matched]], tables.key_scope[matched]]
+        # Flat indices: two-array fancy indexing is several times slower in NumPy.
+        values = table.ravel()[local[tables.key_pattern[matched]] * 3 + tables.key_scope[matched]]
         # A running sum along each row adds the terms in rule order, as a Python loop would.
         totals = np.add.accumulate(values, axis=1)[:, -1]
         present = (values != 0.0) @ tables.bits
         scores = _round4(totals)
         rules: list[int] = matched.tolist()
         found_keys: list[int] = present.tolist()
-        if tables.wide[matched].any():
+        if tables.any_wide and tables.wide[matched].any():
             for i, rule in enumerate(rules):
                 if tables.wide[rule]:
                     total, found_keys[i] = self._score_wide(rule, table, local)
