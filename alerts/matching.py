@@ -645,13 +645,22 @@ class _Compiler:
         right_ids = tuple(dict.fromkeys(self.patterns.leaf(leaf) for leaf in node.right))
         distance = node.distance
 
+        plan = tuple((field, _mask(field)) for field in fields)
+
         def near(counts: dict[int, int], doc: _Doc) -> bool:
-            for field in fields:
-                # Positions are only worked out for a field holding both sides.
-                mask = _mask(field)
-                if not any(counts.get(i, 0) & mask for i in left_ids) or not any(
-                    counts.get(i, 0) & mask for i in right_ids
-                ):
+            get = counts.get
+            for field, mask in plan:
+                # Positions are only worked out for a field holding both sides (plain loops:
+                # this runs for every candidate proximity rule).
+                for i in left_ids:
+                    if get(i, 0) & mask:
+                        break
+                else:
+                    continue
+                for i in right_ids:
+                    if get(i, 0) & mask:
+                        break
+                else:
                     continue
                 located = doc.located(field)
                 lefts = [span for i in left_ids if i in located for span in located[i]]
