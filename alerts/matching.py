@@ -80,6 +80,8 @@ _MAX_CLAUSES: Final = 64
 _MAX_LITERALS: Final = 512
 # Rules with more scored terms than this are scored one by one (rare, and still exact).
 _MAX_WIDTH: Final = 32
+# Below this many scores, Python's round is cheaper than the array calls of rounding in bulk.
+_BULK_ROUND: Final = 24
 # 1 + ln(n) for term counts; 0 for 0. Same doubles as ``math.log``, looked up by count.
 _LOG_SIZE: Final = 4096
 _ONE_PLUS_LOG: Final = np.array([0.0] + [1.0 + math.log(n) for n in range(1, _LOG_SIZE)])
@@ -1021,6 +1023,8 @@ def _round4(values: npt.NDArray[np.float64]) -> list[float]:
     correctly rounded ``round`` except when the scaled value lies within a rounding error of
     a tie; those few are rounded by Python.
     """
+    if len(values) < _BULK_ROUND:
+        return [round(value, 4) for value in values.tolist()]
     scaled = values * 10_000.0
     whole = np.rint(scaled)
     rounded: list[float] = (whole / 10_000.0).tolist()

@@ -272,3 +272,4 @@ def test_negations_metadata_and_distributed_clauses_match_like_the_reference(que
 def test_scores_round_like_python() -> None:
     values = [0.00005 * n for n in range(20_000)] + [1.03125, 2.5, 1e12 + 0.5, 3.14159265]
     assert _round4(np.array(values)) == [round(value, 4) for value in values]
+    assert _round4(np.array(values[-3:])) == [round(value, 4) for value in values[-3:]]
