@@ -11,8 +11,14 @@ How :class:`Matcher` works:
    occur in any article the rule matches (OR: union of the branches; AND: the branch with
    the rarest anchors; NOT and metadata: none). Rules with no anchor (only metadata, such as
    ``tier:official``) are run for every article.
-3. The candidates found through the anchors are verified with a predicate compiled from the
-   rule's tree at build time; positions are only computed for proximity clauses.
+3. The candidates found through the anchors are verified together: every rule is compiled
+   into clauses of literals held in flat NumPy arrays (:class:`_Tables`), and a few array
+   operations per article decide every candidate from the pattern counts. Proximity and
+   sloppy phrases are Python checks, run only for rules that pass everything else;
+   positions are only computed for them and for snippets.
+4. Scores are gathered from the same arrays. A :class:`Match` keeps the rule's number, the
+   score and a bitmask of the terms found; the rule id, terms and snippet are worked out when
+   read.
 
 The cost per article therefore grows with the patterns the article contains, not with the
 number of rules. :func:`evaluate` is the brute-force reference used by the tests.
