@@ -11,8 +11,14 @@ How :class:`Matcher` works:
    occur in any article the rule matches (OR: union of the branches; AND: the branch with
    the rarest anchors; NOT and metadata: none). Rules with no anchor (only metadata, such as
    ``tier:official``) are run for every article.
-3. The candidates found through the anchors are verified with a predicate compiled from the
-   rule's tree at build time; positions are only computed for proximity clauses.
+3. The candidates found through the anchors are verified together: every rule is compiled
+   into clauses of literals held in flat NumPy arrays (:class:`_Tables`), and a few array
+   operations per article decide every candidate from the pattern counts. Proximity and
+   sloppy phrases are Python checks, run only for rules that pass everything else;
+   positions are only computed for them and for snippets.
+4. Scores are gathered from the same arrays. A :class:`Match` keeps the rule's number, the
+   score and a bitmask of the terms found; the rule id, terms and snippet are worked out when
+   read.
 
 The cost per article therefore grows with the patterns the article contains, not with the
 number of rules. :func:`evaluate` is the brute-force reference used by the tests.
@@ -24,12 +30,13 @@ import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import reduce
-from itertools import compress
-from operator import add, itemgetter
+from itertools import compress, repeat
+from operator import itemgetter
 from typing import Final, TypeVar, cast
 
 import ahocorasick
+import numpy as np
+import numpy.typing as npt
 
 from alerts.analysis import AnalysedText, analyse
 from alerts.exceptions import InvalidRuleError
@@ -67,6 +74,25 @@ _Key = TypeVar("_Key", str, int)
 _Located = dict[int, list[tuple[int, int]]]
 # (line, pattern space, automaton hits on it) for each line of a field a matcher scans.
 _Hits = list[tuple[str, int, list[tuple[int, tuple[tuple[int, ...], tuple[int, ...]]]]]]
+# Literal kinds: a pattern's presence, an exact metadata value, a check (a predicate).
+# A literal is (kind, pattern / metadata value / check id, field mask, negated); the mask
+# selects the title or body part of a packed count (see ``_mask``).
+_PATTERN: Final = 0
+_META: Final = 1
+_CHECK: Final = 2
+_Literal = tuple[int, int, int, bool]
+# Clauses beyond these sizes (OR of ANDs distributes multiplicatively) make the rule a check.
+_MAX_CLAUSES: Final = 64
+_MAX_LITERALS: Final = 512
+# Rules with more scored terms than this are scored one by one (rare, and still exact).
+_MAX_WIDTH: Final = 32
+# Below this many scores, Python's round is cheaper than the array calls of rounding in bulk.
+_BULK_ROUND: Final = 24
+# 1 + ln(n) for term counts; 0 for 0. Same doubles as ``math.log``, looked up by count.
+_LOG_SIZE: Final = 4096
+_ONE_PLUS_LOG: Final = np.array([0.0] + [1.0 + math.log(n) for n in range(1, _LOG_SIZE)])
+# Entries of the found-terms memo before it starts again (a few MB at most).
+_TERMS_MEMO: Final = 100_000
 # Generated predicates: beyond these sizes a rule gets composed closures (the compiler's
 # nesting limits are far above these; such rules are rare and still correct).
 _MAX_DEPTH: Final = 40
@@ -161,12 +187,17 @@ def _near(doc: _Doc, field: TextField, node: Near) -> bool:
 
 
 def _close(lefts: list[tuple[int, int]], rights: list[tuple[int, int]], distance: int) -> bool:
-    """Return whether some left and some right occurrence are within ``distance`` words."""
-    return any(
-        max(r_first - l_last, l_first - r_last) <= distance
-        for l_first, l_last in lefts
-        for r_first, r_last in rights
-    )
+    """Return whether some left and some right occurrence are within ``distance`` words.
+
+    That is ``max(r_first - l_last, l_first - r_last) <= distance`` for some pair.
+    """
+    for l_first, l_last in lefts:
+        low = l_first - distance
+        high = l_last + distance
+        for r_first, r_last in rights:
+            if r_first <= high and r_last >= low:
+                return True
+    return False
 
 
 def _fields(field: TextField | None) -> tuple[TextField, ...]:
@@ -400,14 +431,12 @@ _Predicate = Callable[[dict[int, int], _Doc], object]
 class _Rule:
     spec: RuleSpec
     query: Query
-    predicate: _Predicate
+    # The rule as a conjunction of clauses (see :meth:`_Compiler.clauses`).
+    clauses: list[list[_Literal]]
     # For every positive leaf (a sloppy phrase's words), in order: the key of its pattern
-    # and scope in a document's score table, the zero it scores when absent, and its text
-    # as written (the "why" of a match).
+    # and scope in a document's score table, and its text as written (the "why" of a match).
     score_keys: tuple[int, ...]
-    zeros: tuple[float, ...]
     score_texts: tuple[str, ...]
-    distinct_texts: bool
     # Patterns of the positive leaves that may be highlighted in the title, and in the body.
     highlight: tuple[tuple[int, ...], tuple[int, ...]]
 
@@ -524,6 +553,10 @@ class _Compiler:
         self._weights: dict[int, float] = {}
         # Expression shape -> compiled factory of predicates of that shape.
         self._factories: dict[str, Callable[..., object]] = {}
+        # Checks: predicates of the clauses that counts alone cannot decide.
+        self.checks: list[_Predicate] = []
+        # (metadata field, value) -> id, for every exact metadata condition.
+        self.meta_ids: dict[tuple[str, str], int] = {}
 
     def _plain(self, node: Node) -> int | None:
         """Return the pattern of a leaf that is a plain presence test in any field, else None."""
@@ -616,21 +649,33 @@ class _Compiler:
 
     def _near(self, node: Near) -> _Predicate:
         fields = _near_fields(node)
-        left_ids = [self.patterns.leaf(leaf) for leaf in node.left]
-        right_ids = [self.patterns.leaf(leaf) for leaf in node.right]
-
+        left_ids = tuple(dict.fromkeys(self.patterns.leaf(leaf) for leaf in node.left))
+        right_ids = tuple(dict.fromkeys(self.patterns.leaf(leaf) for leaf in node.right))
         distance = node.distance
 
+        plan = tuple((field, _mask(field)) for field in fields)
+
         def near(counts: dict[int, int], doc: _Doc) -> bool:
-            if not any(i in counts for i in left_ids) or not any(i in counts for i in right_ids):
-                return False
-            for field in fields:
+            get = counts.get
+            for field, mask in plan:
+                # Positions are only worked out for a field holding both sides (plain loops:
+                # this runs for every candidate proximity rule).
+                for i in left_ids:
+                    if get(i, 0) & mask:
+                        break
+                else:
+                    continue
+                for i in right_ids:
+                    if get(i, 0) & mask:
+                        break
+                else:
+                    continue
                 located = doc.located(field)
-                lefts = [span for i in left_ids for span in located.get(i, ())]
-                if lefts and _close(
-                    lefts, [span for i in right_ids for span in located.get(i, ())], distance
-                ):
-                    return True
+                lefts = [span for i in left_ids if i in located for span in located[i]]
+                if lefts:
+                    rights = [span for i in right_ids if i in located for span in located[i]]
+                    if rights and _close(lefts, rights, distance):
+                        return True
             return False
 
         return near
@@ -655,6 +700,70 @@ class _Compiler:
             return False
 
         return sloppy
+
+    def clauses(self, node: Node) -> list[list[_Literal]]:
+        """Return the rule as a conjunction of clauses, each a disjunction of literals.
+
+        A literal tests a pattern's presence in the fields of a mask, or an exact metadata
+        value, or runs a check (proximity, sloppy phrases, metadata prefixes), possibly
+        negated. NOT is pushed down to the literals and OR distributed over AND; a positive
+        proximity or sloppy-phrase check gets presence clauses next to it, so counts alone
+        rule out most candidates before any position is looked at. A rule whose clauses
+        would be too many becomes one check: its whole predicate.
+        """
+        found = self._cnf(node, False)
+        if found is None or sum(map(len, found)) > _MAX_LITERALS:
+            return [[self._check(self.predicate(node), False)]]
+        return found
+
+    def _check(self, predicate: _Predicate, negated: bool) -> _Literal:
+        self.checks.append(predicate)
+        return (_CHECK, len(self.checks) - 1, 0, negated)
+
+    def _cnf(self, node: Node, negated: bool) -> list[list[_Literal]] | None:
+        if isinstance(node, Not):
+            return self._cnf(node.child, not negated)
+        if isinstance(node, And | Or):
+            parts: list[list[list[_Literal]]] = []
+            for child in node.children:
+                part = self._cnf(child, negated)
+                if part is None:
+                    return None
+                parts.append(part)
+            if isinstance(node, And) != negated:
+                merged = [clause for part in parts for clause in part]
+                return merged if len(merged) <= _MAX_CLAUSES else None
+            product: list[list[_Literal]] = [[]]
+            for part in parts:
+                product = [left + right for left in product for right in part]
+                if len(product) > _MAX_CLAUSES:
+                    return None
+            return product
+        if isinstance(node, Meta):
+            if node.prefix:
+                meta = node
+                return [
+                    [self._check(lambda c, d: _meta_matches(meta, d.meta(meta.field)), negated)]
+                ]
+            ident = self.meta_ids.setdefault((node.field, node.value), len(self.meta_ids))
+            return [[(_META, ident, -1, negated)]]
+        if isinstance(node, Near):
+            near = [self._check(self._near(node), negated)]
+            if negated:
+                return [near]
+            sides = [
+                [(_PATTERN, self.patterns.leaf(leaf), -1, False) for leaf in side]
+                for side in (node.left, node.right)
+            ]
+            return [*sides, near]
+        if isinstance(node, Phrase) and node.slop:
+            sloppy = [self._check(self._sloppy(node), negated)]
+            if negated:
+                return [sloppy]
+            mask = _mask(node.field)
+            words = dict.fromkeys(self.patterns.words(node))
+            return [*([(_PATTERN, word, mask, False)] for word in words), sloppy]
+        return [[(_PATTERN, self.patterns.leaf(node), _mask(node.field), negated)]]
 
     def anchors(self, node: Node) -> frozenset[int] | None:
         """Return pattern ids one of which any matching article contains, or None."""
@@ -696,17 +805,14 @@ class _Compiler:
         self, node: Node
     ) -> tuple[
         tuple[int, ...],
-        tuple[float, ...],
         tuple[str, ...],
-        bool,
         tuple[tuple[int, ...], tuple[int, ...]],
     ]:
         """Return what scoring and snippets need of the positive leaves, in one walk.
 
         Returns:
-            The score keys (pattern and scope packed, as in :meth:`Matcher._scores`), a zero
-            per key, the leaves' texts as written, whether those texts are distinct, and the
-            highlight patterns usable in the title and in the body.
+            The score keys (pattern times 3 plus the scope: title, body, either), the leaves'
+            texts as written, and the highlight patterns usable in the title and in the body.
         """
         scored: dict[tuple[int, int], str] = {}
         title: dict[int, None] = {}
@@ -728,13 +834,7 @@ class _Compiler:
         # The key packs pattern and scope: a pattern scores the same for every rule.
         keys = tuple(i * 3 + _SCOPES[mask] for i, mask in scored)
         texts = tuple(scored.values())
-        return (
-            keys,
-            (0.0,) * len(keys),
-            texts,
-            len(set(texts)) == len(texts),
-            (tuple(title), tuple(body)),
-        )
+        return keys, texts, (tuple(title), tuple(body))
 
 
 def _default_weight(frequencies: Mapping[str, float]) -> Callable[[tuple[int, str]], float]:
@@ -781,27 +881,237 @@ def estimate_frequencies(articles: Iterable[Article]) -> dict[str, float]:
     return {word: count / total for word, count in seen.items()} if total else {}
 
 
+_Ints = npt.NDArray[np.int64]
+
+
+def _ranges(starts: _Ints, lengths: _Ints) -> tuple[_Ints, _Ints]:
+    """Return the concatenated ranges ``starts[i] .. starts[i] + lengths[i]``, and where
+    each range begins in the result."""
+    ends = np.add.accumulate(lengths)
+    at = ends - lengths
+    total = int(ends[-1]) if ends.size else 0
+    return np.repeat(starts - at, lengths) + np.arange(total), at
+
+
+@dataclass(frozen=True, slots=True)
+class _Tables:
+    """The compiled rules as flat arrays, so that one article is checked against all its
+    candidate rules with a few array operations instead of a Python call per rule.
+
+    Slots: ``[0, patterns)`` are patterns, then one per exact metadata value, then one that
+    is always set: check literals read it, so they count as true until their check runs.
+    """
+
+    patterns: int
+    slots: int
+    # Presearch: pattern -> the rules it anchors (CSR), and the rules without anchors.
+    index_start: _Ints
+    index_count: _Ints
+    index_rules: _Ints
+    always: _Ints
+    # Clauses: each rule's literals are contiguous; ``first`` marks the first of a clause.
+    literal_start: _Ints
+    literal_count: _Ints
+    clause_count: _Ints
+    slot: _Ints
+    mask: _Ints
+    negated: npt.NDArray[np.bool_]
+    first: npt.NDArray[np.bool_]
+    has_check: npt.NDArray[np.bool_]
+    # Per rule: (offset of the literal in the rule, check, negated) for its check literals.
+    checks: list[tuple[tuple[int, _Predicate, bool], ...]]
+    # Scoring: each rule's score keys as pattern and scope, padded with a pattern that is
+    # never found; ``wide`` rules (more keys than fit) are scored one by one.
+    key_pattern: _Ints
+    key_scope: _Ints
+    wide: npt.NDArray[np.bool_]
+    any_wide: bool
+    bits: _Ints
+    min_score: npt.NDArray[np.float64]
+    any_min_score: bool
+    # (metadata field, value) -> slot, and the fields rules ask about.
+    meta_slots: dict[tuple[str, str], int]
+    meta_fields: tuple[str, ...]
+
+    @classmethod
+    def build(
+        cls,
+        rules: list[_Rule],
+        anchors: list[frozenset[int] | None],
+        compiler: _Compiler,
+    ) -> _Tables:
+        patterns = len(compiler.patterns.keys)
+        meta_slots = {key: patterns + ident for key, ident in compiler.meta_ids.items()}
+        true = patterns + len(meta_slots)
+
+        by_pattern: list[list[int]] = [[] for _ in range(patterns)]
+        always: list[int] = []
+        for position, anchor in enumerate(anchors):
+            if anchor is None:
+                always.append(position)
+            else:
+                for pattern in anchor:
+                    by_pattern[pattern].append(position)
+        index_count = np.array([len(found) for found in by_pattern], np.int64)
+        index_start = np.cumsum(index_count) - index_count
+
+        slot: list[int] = []
+        mask: list[int] = []
+        negated: list[bool] = []
+        first: list[bool] = []
+        starts: list[int] = []
+        counts: list[int] = []
+        clause_counts: list[int] = []
+        checks: list[tuple[tuple[int, _Predicate, bool], ...]] = []
+        for rule in rules:
+            starts.append(len(slot))
+            clause_counts.append(len(rule.clauses))
+            mine: list[tuple[int, _Predicate, bool]] = []
+            for clause in rule.clauses:
+                for number, (kind, ref, field_mask, negative) in enumerate(clause):
+                    first.append(number == 0)
+                    if kind == _CHECK:
+                        mine.append((len(slot) - starts[-1], compiler.checks[ref], negative))
+                        slot.append(true)
+                        mask.append(-1)
+                        negated.append(False)
+                        continue
+                    slot.append(ref if kind == _PATTERN else patterns + ref)
+                    mask.append(field_mask)
+                    negated.append(negative)
+            counts.append(len(slot) - starts[-1])
+            checks.append(tuple(mine))
+
+        width = max(1, min(_MAX_WIDTH, max((len(r.score_keys) for r in rules), default=1)))
+        key_pattern = np.full((len(rules), width), patterns, np.int64)
+        key_scope = np.zeros((len(rules), width), np.int64)
+        wide = np.zeros(len(rules), np.bool_)
+        for position, rule in enumerate(rules):
+            keys = rule.score_keys
+            if len(keys) > width:
+                wide[position] = True
+                continue
+            key_pattern[position, : len(keys)] = [key // 3 for key in keys]
+            key_scope[position, : len(keys)] = [key % 3 for key in keys]
+        min_score = np.array([rule.spec.min_score for rule in rules], np.float64)
+        return cls(
+            patterns=patterns,
+            slots=true + 1,
+            index_start=index_start,
+            index_count=index_count,
+            index_rules=np.array([r for found in by_pattern for r in found], np.int64),
+            always=np.array(always, np.int64),
+            literal_start=np.array(starts, np.int64),
+            literal_count=np.array(counts, np.int64),
+            clause_count=np.array(clause_counts, np.int64),
+            slot=np.array(slot, np.int64),
+            mask=np.array(mask, np.int64),
+            negated=np.array(negated, np.bool_),
+            first=np.array(first, np.bool_),
+            has_check=np.array([bool(found) for found in checks], np.bool_),
+            checks=checks,
+            key_pattern=key_pattern,
+            key_scope=key_scope,
+            wide=wide,
+            any_wide=bool(wide.any()),
+            bits=np.left_shift(1, np.arange(width, dtype=np.int64)),
+            min_score=min_score,
+            any_min_score=bool((min_score > 0).any()),
+            meta_slots=meta_slots,
+            meta_fields=tuple(sorted({field for field, _value in meta_slots})),
+        )
+
+
+def _round4(values: npt.NDArray[np.float64]) -> list[float]:
+    """Return ``[round(value, 4) for value in values]``, the same floats, mostly in bulk.
+
+    ``np.round`` scales, rounds half to even and scales back, which equals Python's
+    correctly rounded ``round`` except when the scaled value lies within a rounding error of
+    a tie; those few are rounded by Python.
+    """
+    if len(values) < _BULK_ROUND:
+        return [round(value, 4) for value in values.tolist()]
+    scaled = values * 10_000.0
+    whole = np.rint(scaled)
+    rounded: list[float] = (whole / 10_000.0).tolist()
+    # Far from a tie (and below 2**30, where the error of ``scaled`` nears 1e-6) that error
+    # cannot change the nearest integer. Infinities and NaN fail the first test.
+    # (Ufunc reductions: the ndarray methods add a Python-level wrapper per call.)
+    if not np.logical_and.reduce(np.abs(scaled) < 2.0**30):
+        return [round(value, 4) for value in values.tolist()]
+    near_tie = np.abs(scaled - whole) > 0.5 - 1e-6
+    if np.logical_or.reduce(near_tie):
+        for i in np.flatnonzero(near_tie).tolist():
+            rounded[i] = round(float(values[i]), 4)
+    return rounded
+
+
+def _one_plus_log(counts: _Ints, largest: int) -> npt.NDArray[np.float64]:
+    if largest >= _LOG_SIZE:
+        return np.array([1.0 + math.log(c) if c else 0.0 for c in counts.tolist()])
+    return _ONE_PLUS_LOG[counts]
+
+
+class _Found:
+    """The source of one article's matches (see :class:`alerts.types.Match`).
+
+    A match keeps its rule's number and a bitmask of the rule's score keys found; this
+    turns them into the rule id and terms, and cuts snippets from the matcher's document
+    (its analysed fields and automaton hits), each once, when they are first read.
+    """
+
+    __slots__ = ("_doc", "_made", "_matcher", "article_id")
+
+    def __init__(self, matcher: Matcher, doc: _Doc) -> None:
+        self.article_id = doc.article.id
+        self._matcher = matcher
+        self._doc = doc
+        self._made: dict[int, tuple[str, tuple[tuple[int, int], ...]]] = {}
+
+    def rule_id_of(self, rule: object) -> str:
+        return self._matcher._ids[cast(int, rule)]
+
+    def terms_of(self, rule: object, found: object) -> tuple[str, ...]:
+        return self._matcher._found_terms(cast(int, rule), cast(int, found))
+
+    def excerpt_of(self, rule: object) -> tuple[str, tuple[tuple[int, int], ...]]:
+        number = cast(int, rule)
+        made = self._made.get(number)
+        if made is None:
+            options = self._matcher._options
+            if options.snippets:
+                patterns = self._matcher._highlights[number]
+                made = _snippet(self._doc, patterns, options.snippet_chars)
+            else:
+                made = ("", ())
+            self._made[number] = made
+        return made
+
+
 class Matcher:
     """All enabled rules compiled into one presearch index. Immutable once built."""
 
     def __init__(
         self,
         rules: list[_Rule],
+        tables: _Tables,
         automaton: ahocorasick.Automaton | None,
-        index: dict[int, tuple[int, ...]],
-        always: tuple[int, ...],
         uses_forms: bool,
         options: MatchOptions,
         sizes: list[int],
+        terms: dict[tuple[int, int], tuple[str, ...]] | None = None,
     ) -> None:
         self._rules = rules
+        self._tables = tables
         self._automaton = automaton
-        self._index = index
-        self._always = always
         self._uses_forms = uses_forms
         self._options = options
         # Tokens per pattern: turns the end of an automaton hit into a first position.
         self._sizes = sizes
+        self._ids = [rule.spec.id for rule in rules]
+        self._highlights = [rule.highlight for rule in rules]
+        # (rule, found-terms bitmask) -> the terms as written: a memo shared by options.
+        self._terms: dict[tuple[int, int], tuple[str, ...]] = {} if terms is None else terms
 
     @classmethod
     def build(
@@ -847,25 +1157,10 @@ class Matcher:
                     expected=exc.expected,
                     rule_id=spec.id,
                 ) from exc
-            predicate = compiler.predicate(query.root)
             compiled.append(
-                _Rule(
-                    spec,
-                    query,
-                    predicate,
-                    *compiler.terms(query.root),
-                )
+                _Rule(spec, query, compiler.clauses(query.root), *compiler.terms(query.root))
             )
             anchors.append(compiler.anchors(query.root))
-
-        index: dict[int, list[int]] = {}
-        always: list[int] = []
-        for position, anchor in enumerate(anchors):
-            if anchor is None:
-                always.append(position)
-                continue
-            for pattern in anchor:
-                index.setdefault(pattern, []).append(position)
 
         automaton: ahocorasick.Automaton | None = None
         if patterns.keys:
@@ -879,9 +1174,8 @@ class Matcher:
         uses_forms = any(space == _FORMS for space, _ in patterns.keys)
         return cls(
             compiled,
+            _Tables.build(compiled, anchors, compiler),
             automaton,
-            {pattern: tuple(rules) for pattern, rules in index.items()},
-            tuple(always),
             uses_forms,
             options,
             [len(key.split()) for _space, key in patterns.keys],
@@ -894,18 +1188,18 @@ class Matcher:
         """Return a matcher sharing this one's compiled rules, with other scoring options."""
         return Matcher(
             self._rules,
+            self._tables,
             self._automaton,
-            self._index,
-            self._always,
             self._uses_forms,
             options,
             self._sizes,
+            self._terms,
         )
 
     @property
     def always_run(self) -> int:
         """Number of rules without anchors, verified for every article."""
-        return len(self._always)
+        return len(self._tables.always)
 
     def _hits(self, text: AnalysedText) -> _Hits:
         """Return the automaton's raw hits on the lines of ``text`` the patterns use."""
@@ -957,20 +1251,41 @@ class Matcher:
                     for pattern in patterns[space]:
                         counts[pattern] = get(pattern, 0) + one
 
+    def _meta(self, article: Article) -> list[int]:
+        """Return the slots of the article's metadata values that rules ask about."""
+        slots = self._tables.meta_slots
+        found: list[int] = []
+        for field in self._tables.meta_fields:
+            values = _meta_values(article, field)
+            if field == "domain":
+                # ``domain:gov.pk`` matches www.finance.gov.pk: every dot-suffix is a value.
+                values = values.union(
+                    value[i + 1 :] for value in values for i, dot in enumerate(value) if dot == "."
+                )
+            for value in values:
+                slot = slots.get((field, value))
+                if slot is not None:
+                    found.append(slot)
+        return found
+
+    def _candidate_array(self, found: _Ints) -> _Ints:
+        tables = self._tables
+        rows, _at = _ranges(tables.index_start[found], tables.index_count[found])
+        picked = tables.index_rules[rows]
+        if tables.always.size:
+            picked = np.concatenate((picked, tables.always))
+        # Sorting and dropping repeats is far cheaper than np.unique on a few hundred ints.
+        picked.sort()
+        if picked.size > 1:
+            picked = picked[np.concatenate(([True], picked[1:] != picked[:-1]))]
+        return picked
+
     def candidates(self, article: Article) -> list[str]:
         """Return the ids of the rules the presearch selects for ``article`` (for benchmarks)."""
         doc = _Doc(article, {}, self._locate)
         self._scan(doc)
-        return [self._rules[i].spec.id for i in self._candidate_positions(doc)]
-
-    def _candidate_positions(self, doc: _Doc) -> list[int]:
-        index = self._index
-        found: set[int] = set(self._always)
-        for pattern in doc.counts:
-            rules = index.get(pattern)
-            if rules is not None:
-                found.update(rules)
-        return sorted(found)
+        found = np.fromiter(doc.counts, np.int64, len(doc.counts))
+        return [self._ids[i] for i in self._candidate_array(found).tolist()]
 
     def match(self, article: Article) -> list[Match]:
         """Return the rules ``article`` matches, sorted by rule id, with score and snippet.
@@ -979,47 +1294,116 @@ class Matcher:
             article: the article; ``title`` and ``body`` are plain text.
 
         Returns:
-            One :class:`Match` per matching rule whose score reaches its ``min_score``.
+            One :class:`Match` per matching rule whose score reaches its ``min_score``. The
+            snippet of a match is cut when it is first read.
         """
         doc = _Doc(article, {}, self._locate)
         self._scan(doc)
+        tables = self._tables
         counts = doc.counts
-        options = self._options
-        scores = self._scores(counts)
-        look_up = scores.get
-        snippets = options.snippets
-        size = options.snippet_chars
-        article_id = article.id
-        rules = self._rules
-        matches: list[Match] = []
-        for position in self._candidate_positions(doc):
-            rule = rules[position]
-            if not rule.predicate(counts, doc):
-                continue
-            # Values in term order; a term absent from the article scores 0.0, and adding
-            # 0.0 leaves a float sum unchanged, so this equals summing the present terms.
-            values = list(map(look_up, rule.score_keys, rule.zeros))
-            score = round(reduce(add, values, 0.0), 4)
-            if score < rule.spec.min_score:
-                continue
-            found = compress(rule.score_texts, values)
-            terms = tuple(found) if rule.distinct_texts else tuple(dict.fromkeys(found))
-            snippet, highlights = _snippet(doc, rule.highlight, size) if snippets else ("", ())
-            matches.append(Match(rule.spec.id, article_id, score, terms, snippet, highlights))
-        return matches
+        size = len(counts)
+        found = np.fromiter(counts, np.int64, size)
+        packed = np.fromiter(counts.values(), np.int64, size)
+        # Packed counts by slot: a literal is true when its mask selects a non-zero part.
+        slots = np.zeros(tables.slots, np.int64)
+        slots[found] = packed
+        slots[-1] = 1
+        if tables.meta_fields:
+            slots[self._meta(article)] = 1
+        candidates = self._candidate_array(found)
+        if not candidates.size:
+            return []
 
-    def _scores(self, counts: dict[int, int]) -> dict[int, float]:
-        """Return the score of every found pattern in each scope, keyed as ``_Rule.score_keys``."""
+        # Every literal of every candidate, then clauses (any literal) and rules (all clauses).
+        rows, at = _ranges(tables.literal_start[candidates], tables.literal_count[candidates])
+        truth = (slots[tables.slot[rows]] & tables.mask[rows]) != 0
+        truth ^= tables.negated[rows]
+        firsts = np.flatnonzero(tables.first[rows])
+        clause_counts = tables.clause_count[candidates]
+        rule_firsts = np.add.accumulate(clause_counts) - clause_counts
+        checked = tables.has_check[candidates]
+        if np.logical_or.reduce(checked):
+            # Checks count as true first: the clauses are monotone in their literals, so a
+            # rule that fails anyway never runs its checks.
+            passed = np.logical_and.reduceat(np.logical_or.reduceat(truth, firsts), rule_firsts)
+            pending = np.flatnonzero(passed & checked)
+            if pending.size:
+                for rule, base in zip(
+                    candidates[pending].tolist(), at[pending].tolist(), strict=True
+                ):
+                    for offset, check, negated in tables.checks[rule]:
+                        truth[base + offset] = bool(check(counts, doc)) != negated
+        passed = np.logical_and.reduceat(np.logical_or.reduceat(truth, firsts), rule_firsts)
+        matched = candidates[passed]
+        if not matched.size:
+            return []
+        return self._results(doc, matched, found, packed)
+
+    def _results(self, doc: _Doc, matched: _Ints, found: _Ints, packed: _Ints) -> list[Match]:
+        """Score the matched rules, keep those reaching their ``min_score``, make matches."""
+        tables = self._tables
         options = self._options
-        scores: dict[int, float] = {}
-        for pattern, count in counts.items():
-            key = pattern * 3
-            title = count & _TITLE_MASK
-            body = count >> _SHIFT
-            scores[key] = _term_score(title, 0, options)
-            scores[key + 1] = _term_score(0, body, options)
-            scores[key + 2] = _term_score(title, body, options)
-        return scores
+        # Score of every found pattern in each scope (title, body, either); row 0 is the
+        # score of a pattern not found, so absent and padding keys add 0.0.
+        table = np.zeros((len(found) + 1, 3))
+        # The largest packed count bounds the body count, and the title count when it is
+        # below the body's bit (the usual case: no pattern 4,096 times in a field).
+        largest = int(np.maximum.reduce(packed)) if packed.size else 0
+        title = packed & _TITLE_MASK
+        table[1:, 0] = options.title_weight * _one_plus_log(
+            title, largest if largest < _BODY_ONE else int(np.maximum.reduce(title))
+        )
+        table[1:, 1] = options.body_weight * _one_plus_log(packed >> _SHIFT, largest >> _SHIFT)
+        table[1:, 2] = table[1:, 0] + table[1:, 1]
+        local = np.zeros(tables.patterns + 1, np.int64)
+        local[found] = np.arange(1, len(found) + 1)
+        # Flat indices: two-array fancy indexing is several times slower in NumPy.
+        values = table.ravel()[local[tables.key_pattern[matched]] * 3 + tables.key_scope[matched]]
+        # A running sum along each row adds the terms in rule order, as a Python loop would.
+        totals = np.add.accumulate(values, axis=1)[:, -1]
+        present = (values != 0.0) @ tables.bits
+        scores = _round4(totals)
+        rules: list[int] = matched.tolist()
+        found_keys: list[int] = present.tolist()
+        if tables.any_wide and tables.wide[matched].any():
+            for i, rule in enumerate(rules):
+                if tables.wide[rule]:
+                    total, found_keys[i] = self._score_wide(rule, table, local)
+                    scores[i] = round(total, 4)
+        if tables.any_min_score:
+            keep = (np.array(scores) >= tables.min_score[matched]).tolist()
+            rules = list(compress(rules, keep))
+            scores = list(compress(scores, keep))
+            found_keys = list(compress(found_keys, keep))
+        # One small tuple per match from numbers made just now: this runs a hundred times
+        # per article in the benchmark, so nothing here reaches into per-rule objects.
+        fields = zip(rules, scores, found_keys, repeat(_Found(self, doc)))
+        return list(map(tuple.__new__, repeat(Match), fields))
+
+    def _found_terms(self, rule: int, bits: int) -> tuple[str, ...]:
+        """Return the terms (as written) of ``rule`` whose score keys are set in ``bits``."""
+        key = (rule, bits)
+        terms = self._terms.get(key)
+        if terms is None:
+            if len(self._terms) >= _TERMS_MEMO:
+                self._terms.clear()
+            texts = self._rules[rule].score_texts
+            found = (text for i, text in enumerate(texts) if bits >> i & 1)
+            terms = self._terms[key] = tuple(dict.fromkeys(found))
+        return terms
+
+    def _score_wide(
+        self, rule: int, table: npt.NDArray[np.float64], local: _Ints
+    ) -> tuple[float, int]:
+        """Return the total and found-terms bitmask of a rule with many score keys."""
+        total = 0.0
+        bits = 0
+        for i, key in enumerate(self._rules[rule].score_keys):
+            value = float(table[local[key // 3], key % 3])
+            total += value
+            if value:
+                bits |= 1 << i
+        return total, bits
 
     def match_many(self, articles: Iterable[Article]) -> list[Match]:
         """Return the matches of every article, in article order then rule id order."""

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import pickle
+
+import numpy as np
 import pytest
 
 from alerts.exceptions import InvalidRuleError
-from alerts.matching import Matcher, brute_force_match, estimate_frequencies, evaluate
+from alerts.matching import (
+    Matcher,
+    MatchOptions,
+    _round4,
+    brute_force_match,
+    estimate_frequencies,
+    evaluate,
+)
 from alerts.query import parse_query
-from alerts.types import Article, RuleSpec
+from alerts.types import Article, Match, RuleSpec
 
 DEAL = Article(
     id="a1",
@@ -206,3 +216,60 @@ def test_very_large_rules_match_like_the_reference(query: str) -> None:
     for article in (DEAL, CRICKET, RUSSIAN):
         assert [m.rule_id for m in matcher.match(article)] == brute_force_match(rules, article)
     assert [m.rule_id for m in matcher.match(DEAL)] == ["big"]
+
+
+def test_wide_rule_scores_and_explains_like_a_narrow_one() -> None:
+    # More scored terms than the matcher's score table has columns: scored one by one.
+    filler = " OR ".join(f"word{n}" for n in range(40))
+    wide, narrow = Matcher.build(
+        [RuleSpec("wide", f"{filler} OR Pakistan OR oil"), RuleSpec("narrow", "Pakistan OR oil")]
+    ).match(DEAL)
+    assert wide.score == narrow.score
+    assert wide.terms == narrow.terms == ("Pakistan", "oil")
+
+
+def test_matches_read_their_attributes_like_matches_built_by_hand() -> None:
+    (found,) = Matcher.build([RuleSpec("r", '"Pakistan Stream" OR Karachi')]).match(DEAL)
+    by_hand = Match(
+        rule_id="r",
+        article_id="a1",
+        score=found.score,
+        terms=('"Pakistan Stream"', "Karachi"),
+        snippet=found.snippet,
+        highlights=found.highlights,
+    )
+    assert found == by_hand
+    assert hash(found) == hash(by_hand)
+    assert pickle.loads(pickle.dumps(found)) == by_hand
+    assert repr(found) == repr(by_hand)
+    assert [found.snippet[a:b] for a, b in found.highlights] == ["Pakistan Stream", "Karachi"]
+
+
+def test_matches_without_snippets_have_empty_ones() -> None:
+    matcher = Matcher.build([RuleSpec("r", "pipeline")]).with_options(MatchOptions(snippets=False))
+    (match,) = matcher.match(DEAL)
+    assert (match.snippet, match.highlights, match.terms) == ("", (), ("pipeline",))
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "-(Karachi NEAR/2 Lahore) pipeline",
+        'pipeline -"crude Pakistan"~3',
+        "domain:dawn.com OR domain:gov.pk",
+        "-domain:com oil",
+        "source:daw* Pakistan",
+        "(oil AND (gas OR LNG)) OR (Karachi AND (Lahore OR cricket))",
+    ],
+)
+def test_negations_metadata_and_distributed_clauses_match_like_the_reference(query: str) -> None:
+    rules = [RuleSpec("r", query)]
+    matcher = Matcher.build(rules)
+    for article in ARTICLES:
+        assert [m.rule_id for m in matcher.match(article)] == brute_force_match(rules, article)
+
+
+def test_scores_round_like_python() -> None:
+    values = [0.00005 * n for n in range(20_000)] + [1.03125, 2.5, 1e12 + 0.5, 3.14159265]
+    assert _round4(np.array(values)) == [round(value, 4) for value in values]
+    assert _round4(np.array(values[-3:])) == [round(value, 4) for value in values[-3:]]
