@@ -108,7 +108,7 @@ async def get_bounces(
     _: Admin,
     email: Annotated[str | None, Query(max_length=320)] = None,
     kind: BounceKindName | None = None,
-    subscriber_id: int | None = None,
+    subscriber_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> BouncePage:

@@ -149,3 +149,11 @@ async def test_the_cli_pipe_records_a_report(settings: Settings, resources: Reso
             select(Subscriber.status).where(Subscriber.id == subscriber_id)
         )
     assert status == "suppressed"
+
+
+async def test_an_out_of_range_filter_is_a_422(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    response = await client.get("/bounces", params={"subscriber_id": 2**70}, headers=admin)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["query", "subscriber_id"]
