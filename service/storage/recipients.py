@@ -10,14 +10,14 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.models import Subscriber, Subscription, WebhookEndpoint
 from service.exceptions import ConflictError
 from service.secretbox import SecretBox
 from service.storage.paging import contains_text, get_or_raise, json_text, paginate, snapshot
-from service.storage.subscriptions import first_due_at
+from service.storage.subscriptions import first_due_at, new_secret_entry
 from service.storage.versioning import bump_version
 
 SUBSCRIBER_FIELDS = ("id", "email", "name", "status", "status_reason", "version")
@@ -37,6 +37,11 @@ SUBSCRIPTION_FIELDS = (
     "version",
 )
 SCHEDULE_FIELDS = frozenset({"cadence", "send_time", "weekday", "timezone"})
+
+
+def _may_name_rule(rule_id: str) -> ColumnElement[bool]:
+    # Rule ids are validated slugs: no LIKE wildcards inside the quotes.
+    return json_text(Subscription.rule_ids).like(f'%"{rule_id}"%')
 
 
 def subscriber_snapshot(row: Subscriber) -> dict[str, Any]:
@@ -198,7 +203,7 @@ async def rotate_endpoint_secret(
         ).isoformat()
         previous = [current]
     row.secrets = [
-        {**box.seal(new_secret), "created_at": now.isoformat(), "expires_at": None},
+        new_secret_entry(new_secret, box=box, now=now),
         *previous,
     ]
     row.updated_at = now
@@ -230,8 +235,7 @@ async def list_subscriptions(
     if endpoint_id is not None:
         statement = statement.where(Subscription.endpoint_id == endpoint_id)
     if rule_id is not None:
-        # Rule ids are validated slugs: no LIKE wildcards inside the quotes.
-        statement = statement.where(json_text(Subscription.rule_ids).like(f'%"{rule_id}"%'))
+        statement = statement.where(_may_name_rule(rule_id))
     if cadence is not None:
         statement = statement.where(Subscription.cadence == cadence)
     if enabled is not None:
@@ -285,12 +289,9 @@ async def update_subscription(
 
 async def subscriptions_following(session: AsyncSession, rule_id: str) -> list[Subscription]:
     """The subscriptions that name ``rule_id`` in their ``rule_ids`` (not through a tag)."""
-    # Rule ids are validated slugs: no LIKE wildcards inside the quotes. The LIKE narrows the
-    # rows; the membership test makes the answer exact.
+    # The LIKE narrows the rows; the membership test makes the answer exact.
     rows = await session.scalars(
-        select(Subscription)
-        .where(json_text(Subscription.rule_ids).like(f'%"{rule_id}"%'))
-        .order_by(Subscription.id)
+        select(Subscription).where(_may_name_rule(rule_id)).order_by(Subscription.id)
     )
     return [row for row in rows if rule_id in row.rule_ids]
 

@@ -52,6 +52,11 @@ async def create_subscriber(
     return subscriber
 
 
+def new_secret_entry(secret: str, *, box: SecretBox, now: datetime) -> dict[str, Any]:
+    """A stored signing-secret entry: encrypted, dated, not expiring."""
+    return {**box.seal(secret), "created_at": now.isoformat(), "expires_at": None}
+
+
 async def create_endpoint(
     session: AsyncSession, *, name: str, url: str, secret: str, box: SecretBox, now: datetime
 ) -> WebhookEndpoint:
@@ -59,7 +64,7 @@ async def create_endpoint(
     endpoint = WebhookEndpoint(
         name=name,
         url=url,
-        secrets=[{**box.seal(secret), "created_at": now.isoformat(), "expires_at": None}],
+        secrets=[new_secret_entry(secret, box=box, now=now)],
         created_at=now,
         updated_at=now,
     )

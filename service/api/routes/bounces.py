@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from alerts.bounces import parse_bounce
 from service.api.deps import Admin, ResourcesDep, SessionDep, role
-from service.api.routes.common import CREATE, READ, Limit, Offset, audit, page
+from service.api.routes.common import CREATE, READ, Limit, Offset, audit, invalid_body, page
 from service.api.schemas import (
     BounceCreate,
     BounceKindName,
@@ -72,9 +71,7 @@ async def post_bounce(
         try:
             event = BounceCreate.model_validate_json(body)
         except ValidationError as exc:
-            raise RequestValidationError(
-                [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
-            ) from exc
+            raise invalid_body(exc) from exc
         bounce = BounceInput(
             kind=event.kind,
             email=event.email,

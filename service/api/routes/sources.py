@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from service.api.deps import Editor, IfMatch, ResourcesDep, SessionDep, Viewer, expect_version, role
@@ -22,6 +21,7 @@ from service.api.routes.common import (
     audited_create,
     audited_delete,
     guard_url,
+    invalid_body,
     page,
     set_etag,
     with_etag,
@@ -53,9 +53,7 @@ def _catalogue_rules(values: dict[str, Any]) -> None:
     try:
         SourceDefinition.model_validate(values)
     except ValidationError as exc:
-        raise RequestValidationError(
-            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
-        ) from exc
+        raise invalid_body(exc) from exc
 
 
 @router.get("", responses=READ, openapi_extra=role("viewer"))
