@@ -187,6 +187,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     405: "Method not allowed.",
     409: "Conflicts with the stored state.",
     412: "`If-Match` does not match the current `ETag`: re-read and retry.",
+    413: "The request body is larger than this endpoint accepts.",
     415: "Unsupported media type.",
     422: "Invalid input; `errors` lists each field with its path.",
     428: "`If-Match` is required: send the `ETag` you read.",

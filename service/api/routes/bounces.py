@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import ValidationError
 
 from alerts.bounces import parse_bounce
 from service.api.deps import Admin, ResourcesDep, SessionDep, role
-from service.api.routes.common import CREATE, READ, Limit, Offset, audit, invalid_body, page
+from service.api.routes.common import (
+    CREATE,
+    READ,
+    Limit,
+    Offset,
+    audit,
+    codes,
+    invalid_body,
+    page,
+)
 from service.api.schemas import (
     BounceCreate,
     BounceKindName,
@@ -17,7 +26,6 @@ from service.api.schemas import (
     BouncePage,
     BouncePublic,
 )
-from service.exceptions import ServiceError
 from service.storage.bounces import BounceInput, input_from_report, list_bounces, record_bounce
 
 router = APIRouter(tags=["bounces"])
@@ -38,13 +46,9 @@ _BODY: dict[str, Any] = {
 }
 
 
-class UnsupportedReportError(ServiceError):
-    default_message = "send application/json or message/rfc822"
-
-
 @router.post(
     "/bounces",
-    responses=CREATE,
+    responses={**CREATE, **codes(413, 415)},
     openapi_extra={**_BODY, **role("admin")},
     response_model=BounceOutcome,
 )
@@ -61,7 +65,7 @@ async def post_bounce(
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     body = await request.body()
     if len(body) > MAX_REPORT_BYTES:
-        raise ServiceError(f"a report is at most {MAX_REPORT_BYTES} bytes")
+        raise HTTPException(413, f"a report is at most {MAX_REPORT_BYTES} bytes")
     if content_type == "message/rfc822":
         parsed = input_from_report(parse_bounce(body))
         if isinstance(parsed, str):
@@ -81,7 +85,7 @@ async def post_bounce(
             token=event.message_id.strip().strip("<>").split("@", 1)[0],
         )
     else:
-        raise UnsupportedReportError()
+        raise HTTPException(415, "send application/json or message/rfc822")
     now = resources.clock()
     recorded = await record_bounce(session, bounce, now=now)
     if recorded.subscriber_id is not None and recorded.action in ("suppressed", "unsubscribed"):

@@ -28,15 +28,15 @@ Since = Annotated[datetime | None, Query(description="From this instant (inclusi
 Until = Annotated[datetime | None, Query(description="Before this instant (ISO 8601).")]
 
 
-def _codes(*codes: int) -> dict[int | str, dict[str, Any]]:
+def codes(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {} for code in codes}
 
 
-READ = _codes(401, 403, 422)
-READ_ONE = _codes(401, 403, 404, 422)
-CREATE = _codes(401, 403, 409, 422)
-ACTION = _codes(401, 403, 404, 409, 422)
-CHANGE = _codes(401, 403, 404, 409, 412, 422, 428)
+READ = codes(401, 403, 422)
+READ_ONE = codes(401, 403, 404, 422)
+CREATE = codes(401, 403, 409, 422)
+ACTION = codes(401, 403, 404, 409, 422)
+CHANGE = codes(401, 403, 404, 409, 412, 422, 428)
 ETAG_HEADER = {
     "ETag": {"description": "The version to send back in `If-Match`.", "schema": {"type": "string"}}
 }

@@ -133,7 +133,14 @@ async def test_reports_that_say_nothing_are_not_recorded(
     text = await client.post(
         "/bounces", content=b"hi", headers={**admin, "Content-Type": "text/plain"}
     )
-    assert text.status_code == 400
+    assert text.status_code == 415
+    assert "message/rfc822" in text.json()["detail"]
+    huge = await client.post(
+        "/bounces",
+        content=b"x" * 1_000_001,
+        headers={**admin, "Content-Type": "message/rfc822"},
+    )
+    assert huge.status_code == 413
     assert (await client.get("/bounces", headers=viewer)).status_code == 403
 
 
