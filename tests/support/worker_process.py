@@ -1,4 +1,5 @@
-"""Run ``dealwatch serve --role worker`` as a real subprocess, to kill it mid-flight."""
+"""Run ``dealwatch serve`` as a real subprocess: to kill a worker mid-flight, or to reach the
+API through uvicorn as deployed (proxy headers and all)."""
 
 from __future__ import annotations
 
@@ -9,25 +10,31 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 
 class WorkerProcess:
     """One worker process; ``environment`` holds the ``DEALWATCH_*`` settings it runs with."""
 
-    def __init__(self, environment: Mapping[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        environment: Mapping[str, str],
+        log_path: Path,
+        arguments: Sequence[str] = ("serve", "--role", "worker"),
+    ) -> None:
         self._environment = {
             **{k: v for k, v in os.environ.items() if not k.startswith("DEALWATCH_")},
             **environment,
         }
         self._log_path = log_path
+        self._arguments = list(arguments)
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         log = self._log_path.open("ab")
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--role", "worker"],
+            [sys.executable, "-m", "service.cli", *self._arguments],
             env=self._environment,
             stdout=log,
             stderr=subprocess.STDOUT,
