@@ -154,13 +154,14 @@ def _analyse_word(raw: str) -> tuple[str, str]:
 
 
 def _joined(words: list[str], cache: dict[str, str], which: int) -> str:
-    parts = list(map(cache.get, words))
-    if None in parts:
-        parts = [
-            part if part is not None else _analyse_word(word)[which]
-            for part, word in zip(parts, words, strict=True)
-        ]
-    line = " " + " ".join(parts) + " "  # type: ignore[arg-type]
+    try:
+        # Usually every word is known: one C-level pass, no list of parts to check.
+        joined = " ".join(map(cache.__getitem__, words))
+    except KeyError:
+        joined = " ".join(
+            [cache[word] if word in cache else _analyse_word(word)[which] for word in words]
+        )
+    line = " " + joined + " "
     # A word that analyses to nothing (a lone format character) leaves a double space.
     return line if "  " not in line else " " + " ".join(line.split()) + " "
 

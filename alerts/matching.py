@@ -920,10 +920,10 @@ class _Tables:
     has_check: npt.NDArray[np.bool_]
     # Per rule: (offset of the literal in the rule, check, negated) for its check literals.
     checks: list[tuple[tuple[int, _Predicate, bool], ...]]
-    # Scoring: each rule's score keys as pattern and scope, padded with a pattern that is
-    # never found; ``wide`` rules (more keys than fit) are scored one by one.
-    key_pattern: _Ints
-    key_scope: _Ints
+    # Scoring: each rule's score keys (pattern times 3 plus the scope), padded with the
+    # key of a pattern that is never found; ``wide`` rules (more keys than fit) are scored
+    # one by one.
+    score_keys: _Ints
     wide: npt.NDArray[np.bool_]
     any_wide: bool
     bits: _Ints
@@ -983,16 +983,14 @@ class _Tables:
             checks.append(tuple(mine))
 
         width = max(1, min(_MAX_WIDTH, max((len(r.score_keys) for r in rules), default=1)))
-        key_pattern = np.full((len(rules), width), patterns, np.int64)
-        key_scope = np.zeros((len(rules), width), np.int64)
+        score_keys = np.full((len(rules), width), patterns * 3, np.int64)
         wide = np.zeros(len(rules), np.bool_)
         for position, rule in enumerate(rules):
             keys = rule.score_keys
             if len(keys) > width:
                 wide[position] = True
                 continue
-            key_pattern[position, : len(keys)] = [key // 3 for key in keys]
-            key_scope[position, : len(keys)] = [key % 3 for key in keys]
+            score_keys[position, : len(keys)] = keys
         min_score = np.array([rule.spec.min_score for rule in rules], np.float64)
         return cls(
             patterns=patterns,
@@ -1010,8 +1008,7 @@ class _Tables:
             first=np.array(first, np.bool_),
             has_check=np.array([bool(found) for found in checks], np.bool_),
             checks=checks,
-            key_pattern=key_pattern,
-            key_scope=key_scope,
+            score_keys=score_keys,
             wide=wide,
             any_wide=bool(wide.any()),
             bits=np.left_shift(1, np.arange(width, dtype=np.int64)),
@@ -1343,22 +1340,23 @@ class Matcher:
         """Score the matched rules, keep those reaching their ``min_score``, make matches."""
         tables = self._tables
         options = self._options
-        # Score of every found pattern in each scope (title, body, either); row 0 is the
-        # score of a pattern not found, so absent and padding keys add 0.0.
-        table = np.zeros((len(found) + 1, 3))
+        # Score of every pattern in each scope (title, body, either), indexed by score key:
+        # zero for patterns not found and for the padding key. One gather by the rules'
+        # precomputed keys then reads every term score of every matched rule.
+        table = np.zeros(tables.patterns * 3 + 3)
         # The largest packed count bounds the body count, and the title count when it is
         # below the body's bit (the usual case: no pattern 4,096 times in a field).
         largest = int(np.maximum.reduce(packed)) if packed.size else 0
         title = packed & _TITLE_MASK
-        table[1:, 0] = options.title_weight * _one_plus_log(
+        in_title = options.title_weight * _one_plus_log(
             title, largest if largest < _BODY_ONE else int(np.maximum.reduce(title))
         )
-        table[1:, 1] = options.body_weight * _one_plus_log(packed >> _SHIFT, largest >> _SHIFT)
-        table[1:, 2] = table[1:, 0] + table[1:, 1]
-        local = np.zeros(tables.patterns + 1, np.int64)
-        local[found] = np.arange(1, len(found) + 1)
-        # Flat indices: two-array fancy indexing is several times slower in NumPy.
-        values = table.ravel()[local[tables.key_pattern[matched]] * 3 + tables.key_scope[matched]]
+        in_body = options.body_weight * _one_plus_log(packed >> _SHIFT, largest >> _SHIFT)
+        base = found * 3
+        table[base] = in_title
+        table[base + 1] = in_body
+        table[base + 2] = in_title + in_body
+        values = table[tables.score_keys[matched]]
         # A running sum along each row adds the terms in rule order, as a Python loop would.
         totals = np.add.accumulate(values, axis=1)[:, -1]
         present = (values != 0.0) @ tables.bits
@@ -1368,7 +1366,7 @@ class Matcher:
         if tables.any_wide and tables.wide[matched].any():
             for i, rule in enumerate(rules):
                 if tables.wide[rule]:
-                    total, found_keys[i] = self._score_wide(rule, table, local)
+                    total, found_keys[i] = self._score_wide(rule, table)
                     scores[i] = round(total, 4)
         if tables.any_min_score:
             keep = (np.array(scores) >= tables.min_score[matched]).tolist()
@@ -1392,14 +1390,12 @@ class Matcher:
             terms = self._terms[key] = tuple(dict.fromkeys(found))
         return terms
 
-    def _score_wide(
-        self, rule: int, table: npt.NDArray[np.float64], local: _Ints
-    ) -> tuple[float, int]:
+    def _score_wide(self, rule: int, table: npt.NDArray[np.float64]) -> tuple[float, int]:
         """Return the total and found-terms bitmask of a rule with many score keys."""
         total = 0.0
         bits = 0
         for i, key in enumerate(self._rules[rule].score_keys):
-            value = float(table[local[key // 3], key % 3])
+            value = float(table[key])
             total += value
             if value:
                 bits |= 1 << i

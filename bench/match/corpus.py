@@ -109,7 +109,11 @@ def make_articles(count: int, *, words: int = 400, seed: int = 1) -> Corpus:
     country_w = _zipf_weights(len(COUNTRIES), 0.8)
     articles: list[Article] = []
     for number in range(count):
-        countries = set(rng.choices(COUNTRIES, cum_weights=country_w, k=rng.randint(1, 3)))
+        # dict, not set: a set's order follows string hashes, which change per process
+        # (PYTHONHASHSEED), and the order picks the words below.
+        countries = dict.fromkeys(
+            rng.choices(COUNTRIES, cum_weights=country_w, k=rng.randint(1, 3))
+        )
         companies = rng.choices(COMPANIES, cum_weights=company_w, k=rng.randint(0, 3))
         tail = [rng.choice(tails)] if rng.random() < 0.5 else []
         specials = list(countries) + companies + tail
