@@ -920,6 +920,9 @@ class _Tables:
     has_check: npt.NDArray[np.bool_]
     # Per rule: (offset of the literal in the rule, check, negated) for its check literals.
     checks: list[tuple[tuple[int, _Predicate, bool], ...]]
+    # Per rule with checks: each clause's (first, end) literal offsets in the rule, so a
+    # failed check re-decides its rule alone.
+    clause_bounds: list[tuple[tuple[int, int], ...]]
     # Scoring: each rule's score keys (pattern times 3 plus the scope), padded with the
     # key of a pattern that is never found; ``wide`` rules (more keys than fit) are scored
     # one by one.
@@ -963,11 +966,14 @@ class _Tables:
         counts: list[int] = []
         clause_counts: list[int] = []
         checks: list[tuple[tuple[int, _Predicate, bool], ...]] = []
+        clause_bounds: list[tuple[tuple[int, int], ...]] = []
         for rule in rules:
             starts.append(len(slot))
             clause_counts.append(len(rule.clauses))
             mine: list[tuple[int, _Predicate, bool]] = []
+            bounds: list[tuple[int, int]] = []
             for clause in rule.clauses:
+                bounds.append((len(slot) - starts[-1], len(slot) - starts[-1] + len(clause)))
                 for number, (kind, ref, field_mask, negative) in enumerate(clause):
                     first.append(number == 0)
                     if kind == _CHECK:
@@ -981,6 +987,7 @@ class _Tables:
                     negated.append(negative)
             counts.append(len(slot) - starts[-1])
             checks.append(tuple(mine))
+            clause_bounds.append(tuple(bounds) if mine else ())
 
         width = max(1, min(_MAX_WIDTH, max((len(r.score_keys) for r in rules), default=1)))
         score_keys = np.full((len(rules), width), patterns * 3, np.int64)
@@ -1008,6 +1015,7 @@ class _Tables:
             first=np.array(first, np.bool_),
             has_check=np.array([bool(found) for found in checks], np.bool_),
             checks=checks,
+            clause_bounds=clause_bounds,
             score_keys=score_keys,
             wide=wide,
             any_wide=bool(wide.any()),
@@ -1318,19 +1326,29 @@ class Matcher:
         firsts = np.flatnonzero(tables.first[rows])
         clause_counts = tables.clause_count[candidates]
         rule_firsts = np.add.accumulate(clause_counts) - clause_counts
+        passed = np.logical_and.reduceat(np.logical_or.reduceat(truth, firsts), rule_firsts)
         checked = tables.has_check[candidates]
         if np.logical_or.reduce(checked):
-            # Checks count as true first: the clauses are monotone in their literals, so a
-            # rule that fails anyway never runs its checks.
-            passed = np.logical_and.reduceat(np.logical_or.reduceat(truth, firsts), rule_firsts)
+            # Checks counted as true so far: the clauses are monotone in their literals, so
+            # only rules that pass without them run their checks, and a failed check
+            # re-decides its own rule from that rule's literals.
             pending = np.flatnonzero(passed & checked)
             if pending.size:
-                for rule, base in zip(
-                    candidates[pending].tolist(), at[pending].tolist(), strict=True
+                for index, rule, base in zip(
+                    pending.tolist(),
+                    candidates[pending].tolist(),
+                    at[pending].tolist(),
+                    strict=True,
                 ):
+                    failed = False
                     for offset, check, negated in tables.checks[rule]:
-                        truth[base + offset] = bool(check(counts, doc)) != negated
-        passed = np.logical_and.reduceat(np.logical_or.reduceat(truth, firsts), rule_firsts)
+                        if bool(check(counts, doc)) == negated:
+                            truth[base + offset] = False
+                            failed = True
+                    if failed:
+                        bounds = tables.clause_bounds[rule]
+                        flags = truth[base : base + bounds[-1][1]].tolist()
+                        passed[index] = all(any(flags[a:b]) for a, b in bounds)
         matched = candidates[passed]
         if not matched.size:
             return []
