@@ -68,6 +68,11 @@ _BODY_MASK: Final = ~_TITLE_MASK
 _BODY_ONE: Final = 1 << _SHIFT
 # Field mask -> scope index in a document's score table (title, body, either).
 _SCOPES: Final = {_TITLE_MASK: 0, _BODY_MASK: 1, -1: 2}
+# Truth values of a slot by its state (bit 1: in the title, bit 2: in the body): true in
+# the title, in the body, anywhere, then the negations of the three.
+_STATES: Final = np.array(
+    [[0, 0, 0, 1, 1, 1], [1, 0, 1, 0, 1, 0], [0, 1, 1, 1, 0, 0], [1, 1, 1, 0, 0, 0]], np.uint8
+)
 _STEMS: Final = 0
 _FORMS: Final = 1
 _Key = TypeVar("_Key", str, int)
@@ -900,6 +905,11 @@ class _Tables:
 
     Slots: ``[0, patterns)`` are patterns, then one per exact metadata value, then one that
     is always set: check literals read it, so they count as true until their check runs.
+
+    Each slot has six truth values in a document (:data:`_STATES` by the slot's state):
+    present in the title, in the body, anywhere, and the three negations. A literal is
+    the index of its value, ``slot * 6 + scope + 3 * negated``, so deciding every literal
+    of every candidate is one gather from the document's table of truth values.
     """
 
     patterns: int
@@ -913,10 +923,10 @@ class _Tables:
     literal_start: _Ints
     literal_count: _Ints
     clause_count: _Ints
-    slot: _Ints
-    mask: _Ints
-    negated: npt.NDArray[np.bool_]
+    literal: _Ints
     first: npt.NDArray[np.bool_]
+    # Truth values of every slot in a document where nothing is found (see above).
+    absent: npt.NDArray[np.uint8]
     has_check: npt.NDArray[np.bool_]
     # Per rule: (offset of the literal in the rule, check, negated) for its check literals.
     checks: list[tuple[tuple[int, _Predicate, bool], ...]]
@@ -959,8 +969,6 @@ class _Tables:
         index_start = np.cumsum(index_count) - index_count
 
         slot: list[int] = []
-        mask: list[int] = []
-        negated: list[bool] = []
         first: list[bool] = []
         starts: list[int] = []
         counts: list[int] = []
@@ -978,13 +986,10 @@ class _Tables:
                     first.append(number == 0)
                     if kind == _CHECK:
                         mine.append((len(slot) - starts[-1], compiler.checks[ref], negative))
-                        slot.append(true)
-                        mask.append(-1)
-                        negated.append(False)
+                        slot.append(true * 6 + _SCOPES[-1])
                         continue
-                    slot.append(ref if kind == _PATTERN else patterns + ref)
-                    mask.append(field_mask)
-                    negated.append(negative)
+                    value = (ref if kind == _PATTERN else patterns + ref) * 6
+                    slot.append(value + _SCOPES[field_mask] + 3 * negative)
             counts.append(len(slot) - starts[-1])
             checks.append(tuple(mine))
             clause_bounds.append(tuple(bounds) if mine else ())
@@ -1009,9 +1014,8 @@ class _Tables:
             literal_start=np.array(starts, np.int64),
             literal_count=np.array(counts, np.int64),
             clause_count=np.array(clause_counts, np.int64),
-            slot=np.array(slot, np.int64),
-            mask=np.array(mask, np.int64),
-            negated=np.array(negated, np.bool_),
+            literal=np.array(slot, np.int64),
+            absent=np.concatenate((np.tile(_STATES[0], true), _STATES[3])),
             first=np.array(first, np.bool_),
             has_check=np.array([bool(found) for found in checks], np.bool_),
             checks=checks,
@@ -1309,20 +1313,20 @@ class Matcher:
         size = len(counts)
         found = np.fromiter(counts, np.int64, size)
         packed = np.fromiter(counts.values(), np.int64, size)
-        # Packed counts by slot: a literal is true when its mask selects a non-zero part.
-        slots = np.zeros(tables.slots, np.int64)
-        slots[found] = packed
-        slots[-1] = 1
+        # Truth values by slot (see :class:`_Tables`); a found pattern's state says whether
+        # it is in the title (1), the body (2) or both; metadata values are "both".
+        values = tables.absent.copy()
+        grid = values.reshape(-1, 6)
+        grid[found] = _STATES[((packed & _TITLE_MASK) != 0) + 2 * (packed >= _BODY_ONE)]
         if tables.meta_fields:
-            slots[self._meta(article)] = 1
+            grid[self._meta(article)] = _STATES[3]
         candidates = self._candidate_array(found)
         if not candidates.size:
             return []
 
         # Every literal of every candidate, then clauses (any literal) and rules (all clauses).
         rows, at = _ranges(tables.literal_start[candidates], tables.literal_count[candidates])
-        truth = (slots[tables.slot[rows]] & tables.mask[rows]) != 0
-        truth ^= tables.negated[rows]
+        truth = values[tables.literal[rows]].view(np.bool_)
         firsts = np.flatnonzero(tables.first[rows])
         clause_counts = tables.clause_count[candidates]
         rule_firsts = np.add.accumulate(clause_counts) - clause_counts
