@@ -914,10 +914,9 @@ class _Tables:
 
     patterns: int
     slots: int
-    # Presearch: pattern -> the rules it anchors (CSR), and the rules without anchors.
-    index_start: _Ints
-    index_count: _Ints
-    index_rules: _Ints
+    # Presearch: pattern -> the rules it anchors (patterns that anchor a rule only), and
+    # the rules without anchors.
+    anchored: dict[int, _Ints]
     always: _Ints
     # Clauses: each rule's literals are contiguous; ``first`` marks the first of a clause.
     literal_start: _Ints
@@ -965,8 +964,6 @@ class _Tables:
             else:
                 for pattern in anchor:
                     by_pattern[pattern].append(position)
-        index_count = np.array([len(found) for found in by_pattern], np.int64)
-        index_start = np.cumsum(index_count) - index_count
 
         slot: list[int] = []
         first: list[bool] = []
@@ -1007,9 +1004,11 @@ class _Tables:
         return cls(
             patterns=patterns,
             slots=true + 1,
-            index_start=index_start,
-            index_count=index_count,
-            index_rules=np.array([r for found in by_pattern for r in found], np.int64),
+            anchored={
+                pattern: np.array(found, np.int64)
+                for pattern, found in enumerate(by_pattern)
+                if found
+            },
             always=np.array(always, np.int64),
             literal_start=np.array(starts, np.int64),
             literal_count=np.array(counts, np.int64),
@@ -1277,12 +1276,16 @@ class Matcher:
                     found.append(slot)
         return found
 
-    def _candidate_array(self, found: _Ints) -> _Ints:
+    def _candidate_array(self, found: Iterable[int]) -> _Ints:
+        """Return the rules anchored by the ``found`` patterns and those always run, sorted."""
         tables = self._tables
-        rows, _at = _ranges(tables.index_start[found], tables.index_count[found])
-        picked = tables.index_rules[rows]
+        parts = [rules for rules in map(tables.anchored.get, found) if rules is not None]
         if tables.always.size:
-            picked = np.concatenate((picked, tables.always))
+            parts.append(tables.always)
+        if not parts:
+            return tables.always
+        # A new array (even from one part), so sorting in place leaves the tables alone.
+        picked = np.concatenate(parts)
         # Sorting and dropping repeats is far cheaper than np.unique on a few hundred ints.
         picked.sort()
         if picked.size > 1:
@@ -1293,8 +1296,7 @@ class Matcher:
         """Return the ids of the rules the presearch selects for ``article`` (for benchmarks)."""
         doc = _Doc(article, {}, self._locate)
         self._scan(doc)
-        found = np.fromiter(doc.counts, np.int64, len(doc.counts))
-        return [self._ids[i] for i in self._candidate_array(found).tolist()]
+        return [self._ids[i] for i in self._candidate_array(doc.counts).tolist()]
 
     def match(self, article: Article) -> list[Match]:
         """Return the rules ``article`` matches, sorted by rule id, with score and snippet.
@@ -1320,7 +1322,7 @@ class Matcher:
         grid[found] = _STATES[((packed & _TITLE_MASK) != 0) + 2 * (packed >= _BODY_ONE)]
         if tables.meta_fields:
             grid[self._meta(article)] = _STATES[3]
-        candidates = self._candidate_array(found)
+        candidates = self._candidate_array(counts)
         if not candidates.size:
             return []
 
