@@ -58,7 +58,14 @@ from alerts.query import (
 )
 from alerts.types import Article, Match, RuleSpec
 
-__all__ = ["MatchOptions", "Matcher", "brute_force_match", "evaluate", "score_leaves"]
+__all__ = [
+    "MatchOptions",
+    "Matcher",
+    "brute_force_match",
+    "brute_force_scores",
+    "evaluate",
+    "score_leaves",
+]
 
 # Term counts are packed into one int per pattern: title count in the low bits, body count
 # above them, so a field-scoped test is a single AND with a mask.
@@ -387,10 +394,21 @@ def brute_force_match(
     ``min_score`` is applied with scores computed from token scans, independently of the
     presearcher's counts. Used by tests to check :class:`Matcher` against the reference.
     """
+    return sorted(brute_force_scores(rules, article, options))
+
+
+def brute_force_scores(
+    rules: Iterable[RuleSpec], article: Article, options: MatchOptions = MatchOptions()
+) -> dict[str, float]:
+    """Return rule id -> score for the ``rules`` that :func:`brute_force_match` returns.
+
+    Scores come from token scans of each positive leaf (:func:`score_leaves`), not from the
+    presearcher's counts and score tables: tests compare :meth:`Matcher.match` scores to them.
+    """
     doc = _Doc(article, {})
     # Parse every rule first: the document caches by leaf identity, so leaves must live on.
     parsed = [(rule, parse_query(rule.query)) for rule in rules]
-    matched: list[str] = []
+    matched: dict[str, float] = {}
     for rule, query in parsed:
         if not _evaluate(query.root, doc):
             continue
@@ -403,9 +421,10 @@ def brute_force_match(
                     len(_occurrences(doc.title, part)) if part.field != "body" else 0,
                     len(_occurrences(doc.body, part)) if part.field != "title" else 0,
                 )
-        if score_leaves(counts.values(), options) >= rule.min_score:
-            matched.append(rule.id)
-    return sorted(matched)
+        score = score_leaves(counts.values(), options)
+        if score >= rule.min_score:
+            matched[rule.id] = score
+    return matched
 
 
 def _canonical(leaf: Leaf) -> tuple[object, ...]:
