@@ -906,6 +906,9 @@ def estimate_frequencies(articles: Iterable[Article]) -> dict[str, float]:
 
 
 _Ints = npt.NDArray[np.int64]
+# Some rules, their literals (in rule order, each rule's contiguous) and which literals
+# start a clause.
+_Part = tuple[_Ints, _Ints, npt.NDArray[np.bool_]]
 
 
 def _ranges(starts: _Ints, lengths: _Ints) -> tuple[_Ints, _Ints]:
@@ -933,16 +936,14 @@ class _Tables:
 
     patterns: int
     slots: int
-    # Presearch: pattern -> the rules it anchors (patterns that anchor a rule only), and
-    # the rules without anchors.
-    anchored: dict[int, _Ints]
+    # Presearch: pattern -> the rules it anchors with their literals and clause starts
+    # (patterns that anchor a rule only), and the same for the rules without anchors.
+    anchored: dict[int, _Part]
+    unanchored: _Part | None
     always: _Ints
     # Clauses: each rule's literals are contiguous; ``first`` marks the first of a clause.
-    literal_start: _Ints
     literal_count: _Ints
     clause_count: _Ints
-    literal: _Ints
-    first: npt.NDArray[np.bool_]
     # Truth values of every slot in a document where nothing is found (see above).
     absent: npt.NDArray[np.uint8]
     has_check: npt.NDArray[np.bool_]
@@ -1020,21 +1021,27 @@ class _Tables:
                 continue
             score_keys[position, : len(keys)] = keys
         min_score = np.array([rule.spec.min_score for rule in rules], np.float64)
+        literals = np.array(slot, np.int64)
+        firsts = np.array(first, np.bool_)
+        literal_start = np.array(starts, np.int64)
+        literal_count = np.array(counts, np.int64)
+
+        def part(numbers: list[int]) -> _Part:
+            # The rules' literals copied next to them: an article joins the parts of its
+            # patterns instead of gathering every candidate's literals by ranges.
+            found = np.array(numbers, np.int64)
+            rows, _at = _ranges(literal_start[found], literal_count[found])
+            return found, literals[rows], firsts[rows]
+
         return cls(
             patterns=patterns,
             slots=true + 1,
-            anchored={
-                pattern: np.array(found, np.int64)
-                for pattern, found in enumerate(by_pattern)
-                if found
-            },
+            anchored={pattern: part(found) for pattern, found in enumerate(by_pattern) if found},
+            unanchored=part(always) if always else None,
             always=np.array(always, np.int64),
-            literal_start=np.array(starts, np.int64),
-            literal_count=np.array(counts, np.int64),
+            literal_count=literal_count,
             clause_count=np.array(clause_counts, np.int64),
-            literal=np.array(slot, np.int64),
             absent=np.concatenate((np.tile(_STATES[0], true), _STATES[3])),
-            first=np.array(first, np.bool_),
             has_check=np.array([bool(found) for found in checks], np.bool_),
             checks=checks,
             clause_bounds=clause_bounds,
@@ -1047,6 +1054,15 @@ class _Tables:
             meta_slots=meta_slots,
             meta_fields=tuple(sorted({field for field, _value in meta_slots})),
         )
+
+
+def _distinct(numbers: _Ints) -> _Ints:
+    """Return ``numbers`` sorted without repeats (sorts in place: pass a new array)."""
+    numbers.sort()
+    if numbers.size > 1:
+        # Far cheaper than np.unique on a few hundred ints.
+        return numbers[np.concatenate(([True], numbers[1:] != numbers[:-1]))]
+    return numbers
 
 
 def _round4(values: npt.NDArray[np.float64]) -> list[float]:
@@ -1295,27 +1311,25 @@ class Matcher:
                     found.append(slot)
         return found
 
-    def _candidate_array(self, found: Iterable[int]) -> _Ints:
-        """Return the rules anchored by the ``found`` patterns and those always run, sorted."""
+    def _parts(self, found: Iterable[int]) -> list[_Part]:
+        """Return the parts of the rules the ``found`` patterns anchor, and those always run.
+
+        A rule anchored by several found patterns is in several parts.
+        """
         tables = self._tables
-        parts = [rules for rules in map(tables.anchored.get, found) if rules is not None]
-        if tables.always.size:
-            parts.append(tables.always)
-        if not parts:
-            return tables.always
-        # A new array (even from one part), so sorting in place leaves the tables alone.
-        picked = np.concatenate(parts)
-        # Sorting and dropping repeats is far cheaper than np.unique on a few hundred ints.
-        picked.sort()
-        if picked.size > 1:
-            picked = picked[np.concatenate(([True], picked[1:] != picked[:-1]))]
-        return picked
+        parts = [part for part in map(tables.anchored.get, found) if part is not None]
+        if tables.unanchored is not None:
+            parts.append(tables.unanchored)
+        return parts
 
     def candidates(self, article: Article) -> list[str]:
         """Return the ids of the rules the presearch selects for ``article`` (for benchmarks)."""
         doc = _Doc(article, {}, self._locate)
         self._scan(doc)
-        return [self._ids[i] for i in self._candidate_array(doc.counts).tolist()]
+        parts = self._parts(doc.counts)
+        if not parts:
+            return []
+        return [self._ids[i] for i in _distinct(np.concatenate([p[0] for p in parts])).tolist()]
 
     def match(self, article: Article) -> list[Match]:
         """Return the rules ``article`` matches, sorted by rule id, with score and snippet.
@@ -1338,17 +1352,21 @@ class Matcher:
         # it is in the title (1), the body (2) or both; metadata values are "both".
         values = tables.absent.copy()
         grid = values.reshape(-1, 6)
-        grid[found] = _STATES[((packed & _TITLE_MASK) != 0) + 2 * (packed >= _BODY_ONE)]
+        # (A list: a few dozen patterns cost less in Python than five array calls.)
+        grid[found] = _STATES[
+            [((value & _TITLE_MASK) != 0) + 2 * (value >= _BODY_ONE) for value in counts.values()]
+        ]
         if tables.meta_fields:
             grid[self._meta(article)] = _STATES[3]
-        candidates = self._candidate_array(counts)
-        if not candidates.size:
+        parts = self._parts(counts)
+        if not parts:
             return []
 
         # Every literal of every candidate, then clauses (any literal) and rules (all clauses).
-        rows, at = _ranges(tables.literal_start[candidates], tables.literal_count[candidates])
-        truth = values[tables.literal[rows]].view(np.bool_)
-        firsts = np.flatnonzero(tables.first[rows])
+        # A rule anchored twice is decided twice: cheaper than finding the repeats first.
+        candidates = np.concatenate([part[0] for part in parts])
+        truth = values[np.concatenate([part[1] for part in parts])].view(np.bool_)
+        firsts = np.flatnonzero(np.concatenate([part[2] for part in parts]))
         clause_counts = tables.clause_count[candidates]
         rule_firsts = np.add.accumulate(clause_counts) - clause_counts
         passed = np.logical_and.reduceat(np.logical_or.reduceat(truth, firsts), rule_firsts)
@@ -1359,12 +1377,19 @@ class Matcher:
             # re-decides its own rule from that rule's literals.
             pending = np.flatnonzero(passed & checked)
             if pending.size:
+                sizes = tables.literal_count[candidates]
+                at = np.add.accumulate(sizes) - sizes
+                decided: dict[int, bool] = {}
                 for index, rule, base in zip(
                     pending.tolist(),
                     candidates[pending].tolist(),
                     at[pending].tolist(),
                     strict=True,
                 ):
+                    known = decided.get(rule)
+                    if known is not None:
+                        passed[index] = known
+                        continue
                     failed = False
                     for offset, check, negated in tables.checks[rule]:
                         if bool(check(counts, doc)) == negated:
@@ -1374,9 +1399,11 @@ class Matcher:
                         bounds = tables.clause_bounds[rule]
                         flags = truth[base : base + bounds[-1][1]].tolist()
                         passed[index] = all(any(flags[a:b]) for a, b in bounds)
+                    decided[rule] = bool(passed[index])
         matched = candidates[passed]
         if not matched.size:
             return []
+        matched = _distinct(matched)
         return self._results(doc, matched, found, packed)
 
     def _results(self, doc: _Doc, matched: _Ints, found: _Ints, packed: _Ints) -> list[Match]:
