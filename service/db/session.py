@@ -49,7 +49,8 @@ def make_sync_engine(url: str, *, echo: bool = False) -> Engine:
         # thread (at dispose); it is never used from two threads at once.
         kwargs["connect_args"] = {"check_same_thread": False}
     else:
-        kwargs.update(pool_size=2, pool_pre_ping=True)
+        # One job writer per process holds one connection; the overflow covers a second job.
+        kwargs.update(pool_size=1, max_overflow=1, pool_pre_ping=True)
     engine = create_engine(parsed, **kwargs)
     if is_sqlite(url):
         event.listen(engine, "connect", _sqlite_pragmas)
