@@ -13,9 +13,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from service.db.session import make_engine, make_sessionmaker
+from service.db.session import make_engine, make_sessionmaker, make_sync_engine
 from service.notify.email import DkimSigner, SmtpOptions
 from service.safety import guarded_transport
 from service.secretbox import SecretBox
@@ -35,6 +36,8 @@ class Resources:
     Attributes:
         settings: the settings the process was started with.
         engine / sessionmaker: the database.
+        sync_engine: the same database through a synchronous driver, for work that runs in
+            a thread of its own (the delivery job's writer); connects on first use.
         http: the one HTTP client of the process (feeds and webhooks).
         clock: returns the current time, timezone-aware UTC (tests inject a fixed one).
         owner: identifies this process in lease columns.
@@ -46,6 +49,7 @@ class Resources:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    sync_engine: Engine
     http: httpx.AsyncClient
     clock: Clock
     owner: str
@@ -125,6 +129,8 @@ async def open_resources(
     async with AsyncExitStack() as stack:
         engine = make_engine(settings.database)
         stack.push_async_callback(engine.dispose)
+        sync_engine = make_sync_engine(settings.database.url, echo=settings.database.echo)
+        stack.callback(sync_engine.dispose)
         if http is None:
             http = await stack.enter_async_context(make_http_client(settings.http))
         key = resolve_secret_key(settings)
@@ -135,6 +141,7 @@ async def open_resources(
             settings=settings,
             engine=engine,
             sessionmaker=make_sessionmaker(engine),
+            sync_engine=sync_engine,
             http=http,
             clock=clock,
             owner=process_owner(),

@@ -227,12 +227,12 @@ async def run_outbox(
     )
     await _seed(settings, count=count, channel=channel, webhook_url=webhook_url)
     async with open_resources(settings) as resources:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         while True:
             report = await run_due_deliveries(resources)
             if report.planned == 0 and report.delivered == 0 and report.retrying == 0:
                 break
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         async with resources.sessionmaker() as session:
             delivered = (
                 await session.execute(select(func.count()).where(Delivery.status == "delivered"))
@@ -242,5 +242,8 @@ async def run_outbox(
     rate = count / elapsed
     backend = database_url.split(":", 1)[0].split("+", 1)[0]
     label = f"{channel} outbox job ({backend})"
-    print(f"{label:<34} {count:>6} in {elapsed:7.2f} s  {rate:9.0f}/s")
+    print(
+        f"{label:<34} {count:>6} in {elapsed:7.2f} s  {rate:9.0f}/s"
+        f"  cpu {cpu / count * 1000:5.2f} ms each"
+    )
     return rate

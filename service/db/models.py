@@ -327,7 +327,8 @@ class DeliveryAttempt(Base):
     number: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    # started, delivered, retry, failed, disabled, abandoned
+    # started, delivered, retry, failed, disabled, abandoned, cancelled (started, then its
+    # endpoint was disabled before it was sent)
     outcome: Mapped[str] = mapped_column(String(12), default="started")
     code: Mapped[int | None] = mapped_column(Integer)
     response: Mapped[str | None] = mapped_column(Text)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -28,6 +28,32 @@ def make_engine(settings: DatabaseSettings) -> AsyncEngine:
     engine = create_async_engine(settings.url, **kwargs)
     if is_sqlite(settings.url):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+#: The synchronous driver of each asynchronous one (psycopg 3 serves both worlds).
+_SYNC_DRIVERS = {"sqlite+aiosqlite": "sqlite", "postgresql+asyncpg": "postgresql+psycopg"}
+
+
+def make_sync_engine(url: str, *, echo: bool = False) -> Engine:
+    """Create a synchronous engine on the same database, for work run in a thread of its own.
+
+    ``sqlite+aiosqlite`` becomes ``sqlite`` (pysqlite), with the same pragmas as
+    :func:`make_engine`; ``postgresql+psycopg`` stays psycopg, used synchronously.
+    """
+    parsed = make_url(url)
+    parsed = parsed.set(drivername=_SYNC_DRIVERS.get(parsed.drivername, parsed.drivername))
+    kwargs: dict[str, Any] = {"echo": echo}
+    if is_sqlite(url):
+        # A connection opened in a worker thread may be closed by the pool from another
+        # thread (at dispose); it is never used from two threads at once.
+        kwargs["connect_args"] = {"check_same_thread": False}
+    else:
+        # One job writer per process holds one connection; the overflow covers a second job.
+        kwargs.update(pool_size=1, max_overflow=1, pool_pre_ping=True)
+    engine = create_engine(parsed, **kwargs)
+    if is_sqlite(url):
+        event.listen(engine, "connect", _sqlite_pragmas)
     return engine
 
 

@@ -11,16 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from functools import partial
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 import alerts
 from alerts.digest import Digest, DigestCandidate, DigestLimits, Outlet, build_digest
@@ -54,6 +55,12 @@ _DELIVERIES = cast(Table, Delivery.__table__)
 _ATTEMPTS = cast(Table, DeliveryAttempt.__table__)
 _ENDPOINTS = cast(Table, WebhookEndpoint.__table__)
 _SUBSCRIBERS = cast(Table, Subscriber.__table__)
+_SUBSCRIPTIONS = cast(Table, Subscription.__table__)
+_NOTIFICATIONS = cast(Table, Notification.__table__)
+_ARTICLES = cast(Table, Article.__table__)
+_MATCHES = cast(Table, Match.__table__)
+_RULES = cast(Table, WatchRule.__table__)
+_SOURCES = cast(Table, Source.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,16 +141,37 @@ class _Planned:
     notification_id: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _DueSubscription:
+    """The columns planning reads of a leased subscription."""
+
+    id: int
+    subscriber_id: int | None
+    cadence: str
+    send_time: str
+    weekday: int | None
+    timezone: str
+    heartbeat: bool
+    next_due_at: datetime | None
+    last_period_key: str | None
+    lease_owner: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Moved:
+    """Where planning moves a subscription: its next due time and last planned period."""
+
+    next_due_at: datetime | None
+    last_period_key: str | None
+
+
 async def _plan_chunk(
     session: AsyncSession, chunk: Sequence[int], *, now: datetime, owner: str
 ) -> int:
     """Plan a chunk of leased subscriptions with a handful of statements in all."""
-    loaded = (
-        (await session.execute(select(Subscription).where(Subscription.id.in_(chunk))))
-        .scalars()
-        .all()
-    )
-    by_id = {sub.id: sub for sub in loaded}
+    columns = [getattr(_SUBSCRIPTIONS.c, name) for name in _DueSubscription.__slots__]
+    rows = await session.execute(select(*columns).where(_SUBSCRIPTIONS.c.id.in_(chunk)))
+    by_id = {row.id: _DueSubscription(*row) for row in rows}
     subs = [
         sub
         for sub in (by_id.get(subscription_id) for subscription_id in chunk)
@@ -153,29 +181,41 @@ async def _plan_chunk(
         return 0
     pending: dict[int, list[int]] = {}
     pending_rows = await session.execute(
-        select(Notification.subscription_id, Notification.id)
+        select(_NOTIFICATIONS.c.subscription_id, _NOTIFICATIONS.c.id)
         .where(
-            Notification.subscription_id.in_([sub.id for sub in subs]),
-            Notification.delivery_id.is_(None),
+            _NOTIFICATIONS.c.subscription_id.in_([sub.id for sub in subs]),
+            _NOTIFICATIONS.c.delivery_id.is_(None),
         )
-        .order_by(Notification.id)
+        .order_by(_NOTIFICATIONS.c.id)
     )
     for subscription_id, notification_id in pending_rows.all():
         pending.setdefault(subscription_id, []).append(notification_id)
     plans: list[_Planned] = []
+    moves: list[dict[str, Any]] = []
     for sub in subs:
-        plans += _plan_subscription(sub, pending.get(sub.id, []), now=now)
-        sub.lease_owner = None
-        sub.lease_until = None
+        planned, moved = _plan_subscription(sub, pending.get(sub.id, []), now=now)
+        plans += planned
+        moves.append(
+            {
+                "b_id": sub.id,
+                "next_due_at": moved.next_due_at,
+                "last_period_key": moved.last_period_key,
+                "lease_owner": None,
+                "lease_until": None,
+            }
+        )
     created = await _create_deliveries(session, plans, now=now)
-    await session.flush()
+    # One executemany UPDATE moves every subscription of the chunk and releases its lease.
+    await session.execute(
+        update(_SUBSCRIPTIONS).where(_SUBSCRIPTIONS.c.id == bindparam("b_id")), moves
+    )
     return created
 
 
 def _plan_subscription(
-    sub: Subscription, pending: Sequence[int], *, now: datetime
-) -> list[_Planned]:
-    """Decide one subscription's deliveries and move its due time (no I/O)."""
+    sub: _DueSubscription, pending: Sequence[int], *, now: datetime
+) -> tuple[list[_Planned], _Moved]:
+    """Decide one subscription's deliveries and its next due time (no I/O)."""
     channel = "email" if sub.subscriber_id is not None else "webhook"
     plans: list[_Planned] = []
     if sub.cadence == "immediate":
@@ -195,8 +235,7 @@ def _plan_subscription(
             plans = [
                 _Planned(sub.id, channel, "digest.published", f"alert-{pending[0]}", (None, now))
             ]
-        sub.next_due_at = None
-        return plans
+        return plans, _Moved(None, sub.last_period_key)
     assert sub.next_due_at is not None
     cadence: Cadence = sub.cadence  # type: ignore[assignment]
     period = due_period(
@@ -208,20 +247,19 @@ def _plan_subscription(
         covered_until=None,
         now=now,
     )
-    if period is not None:
-        if pending or sub.heartbeat:
-            plans = [
-                _Planned(
-                    sub.id,
-                    channel,
-                    "digest.published",
-                    period.period_key,
-                    (period.window_start, period.window_end),
-                )
-            ]
-        sub.last_period_key = period.period_key
-        sub.next_due_at = period.next_due
-    return plans
+    if period is None:
+        return plans, _Moved(sub.next_due_at, sub.last_period_key)
+    if pending or sub.heartbeat:
+        plans = [
+            _Planned(
+                sub.id,
+                channel,
+                "digest.published",
+                period.period_key,
+                (period.window_start, period.window_end),
+            )
+        ]
+    return plans, _Moved(period.next_due, period.period_key)
 
 
 async def _create_deliveries(
@@ -243,8 +281,8 @@ async def _create_deliveries(
     fresh = [plan for plan in plans if (plan.subscription_id, plan.period_key) not in existing]
     if not fresh:
         return 0
-    inserted = await session.execute(
-        insert(_DELIVERIES).returning(_DELIVERIES.c.id, sort_by_parameter_order=True),
+    await session.execute(
+        insert(_DELIVERIES),
         [
             {
                 "subscription_id": plan.subscription_id,
@@ -264,8 +302,19 @@ async def _create_deliveries(
             for plan in fresh
         ],
     )
-    delivery_ids = list(inserted.scalars())
-    notifications = cast(Table, Notification.__table__)
+    # The ids by the unique key, in one query: an INSERT … RETURNING that must keep the
+    # parameters' order is sent one row at a time by SQLAlchemy on some backends.
+    keyed = {
+        (subscription_id, period_key): delivery_id
+        for delivery_id, subscription_id, period_key in await session.execute(
+            select(_DELIVERIES.c.id, _DELIVERIES.c.subscription_id, _DELIVERIES.c.period_key).where(
+                _DELIVERIES.c.subscription_id.in_({plan.subscription_id for plan in fresh}),
+                _DELIVERIES.c.period_key.in_({plan.period_key for plan in fresh}),
+            )
+        )
+    }
+    delivery_ids = [keyed[(plan.subscription_id, plan.period_key)] for plan in fresh]
+    notifications = _NOTIFICATIONS
     whole = [
         {"sub": plan.subscription_id, "delivery": delivery_id}
         for plan, delivery_id in zip(fresh, delivery_ids, strict=True)
@@ -364,21 +413,28 @@ async def send_due(resources: Resources) -> _SendTotals:
     # (opened on first use, reused for the whole batch). Deliveries are prepared a large
     # chunk at a time (reads only; the next chunk is read while this one is on the wire),
     # and started a group at a time: one delivery per lane, whose attempt rows commit
-    # together right before the group's network calls. Never more per group: a delivery
-    # started but caught unsent by a crash is flagged as a possible duplicate on its retry.
+    # together before the group's network calls. The job is pipelined one group deep: the
+    # next group's attempt rows commit while the current group is on the wire, so the
+    # database round trip hides behind the network. Never further ahead: a delivery started
+    # but caught unsent by a crash is flagged as a possible duplicate on its retry, so at
+    # most two groups (the one sending and the one started next) can be flagged unsent.
     lanes = max(1, settings.concurrency)
     writer = _Writer(resources)
 
     async def lane(connection: MailerConnection, item: _Prepared, started: _Started) -> None:
+        if item.endpoint is not None and item.endpoint.id in writer.disabled_endpoints:
+            # Started while the group before it was on the wire, whose answer disabled the
+            # endpoint: nothing is sent, and the attempt is closed as cancelled.
+            writer.add(item, started, _CANCELLED, at=resources.clock())
+            return
         result = await _transmit(resources, item, connection, sender)
         if result.disable_endpoint and item.endpoint is not None:
             writer.disabled_endpoints.add(item.endpoint.id)
         writer.add(item, started, result, at=resources.clock())
 
     chunks = [ids[start : start + _PREPARE_CHUNK] for start in range(0, len(ids), _PREPARE_CHUNK)]
-    async with AsyncExitStack() as stack:
-        connections = [await stack.enter_async_context(mailer.connection()) for _ in range(lanes)]
-        writing = asyncio.create_task(writer.run())
+
+    async def groups() -> AsyncGenerator[list[_Prepared]]:
         upcoming = asyncio.create_task(_prepare_chunk(resources, chunks[0], writer))
         try:
             for index in range(len(chunks)):
@@ -388,14 +444,30 @@ async def send_due(resources: Resources) -> _SendTotals:
                         _prepare_chunk(resources, chunks[index + 1], writer)
                     )
                 for group in _groups(prepared, lanes, writer):
-                    started = await writer.start(group)
-                    await asyncio.gather(*map(lane, connections, group, started))
+                    yield group
         finally:
-            upcoming.cancel()
-            await asyncio.wait([upcoming])
-            if not upcoming.cancelled():
-                # Retrieved so a failed read-ahead is not reported a second time.
-                upcoming.exception()
+            await _settle(upcoming)
+
+    source = groups()
+
+    async def start_next() -> tuple[list[_Prepared], list[_Started]] | None:
+        group = await anext(source, None)
+        if group is None:
+            return None
+        return group, await writer.start(group)
+
+    async with AsyncExitStack() as stack:
+        connections = [await stack.enter_async_context(mailer.connection()) for _ in range(lanes)]
+        writing = asyncio.create_task(writer.run())
+        ahead = asyncio.create_task(start_next())
+        try:
+            while (current := await ahead) is not None:
+                group, started = current
+                ahead = asyncio.create_task(start_next())
+                await asyncio.gather(*map(lane, connections, group, started))
+        finally:
+            await _settle(ahead)
+            await source.aclose()
             writer.close()
             await writing
     outcomes = writer.outcomes
@@ -405,6 +477,15 @@ async def send_due(resources: Resources) -> _SendTotals:
         failed=outcomes.count("failed"),
         claimed=len(ids),
     )
+
+
+async def _settle(task: asyncio.Task[Any]) -> None:
+    """Cancel a read-ahead task and wait for it to end, retrieving its exception if any."""
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        # Retrieved so a failed read-ahead is not reported a second time.
+        task.exception()
 
 
 def _groups(
@@ -429,11 +510,65 @@ def _groups(
 
 
 @dataclass(frozen=True, slots=True)
+class _DeliveryRow:
+    """The columns sending reads of a claimed delivery (a :class:`DeliveryWindow`)."""
+
+    id: int
+    subscription_id: int
+    channel: str
+    event_type: str
+    period_key: str
+    window_start: datetime | None
+    window_end: datetime | None
+    created_at: datetime
+    message_id: str
+    attempts: int
+    lease_owner: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _RecipientRow:
+    """A delivery's subscription with its subscriber or endpoint, from one outer join."""
+
+    subscription_id: int | None
+    enabled: bool | None
+    timezone: str | None
+    subscriber_id: int | None
+    email: str | None
+    subscriber_status: str | None
+    endpoint_id: int | None
+    url: str | None
+    secrets: list[dict[str, Any]] | None
+    endpoint_enabled: bool | None
+    failing_since: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Subscription:
+    id: int
+    timezone: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Subscriber:
+    id: int
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    id: int
+    url: str
+    secrets: list[dict[str, Any]]
+    failing_since: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class _Prepared:
-    delivery: Delivery
-    subscription: Subscription
-    subscriber: Subscriber | None
-    endpoint: WebhookEndpoint | None
+    delivery: _DeliveryRow
+    subscription: _Subscription
+    subscriber: _Subscriber | None
+    endpoint: _Endpoint | None
     digest: Digest
     number: int
     # Attempts a dead worker left unfinished: they may have reached the receiver.
@@ -455,101 +590,96 @@ class _Sent:
     permanent_recipient: bool = False
 
 
+#: The outcome of an attempt started for an endpoint that was disabled before it was sent.
+_CANCELLED = _Sent("cancelled", None, "the endpoint was disabled before this attempt was sent")
+
+_DELIVERY_COLUMNS = [getattr(_DELIVERIES.c, name) for name in _DeliveryRow.__slots__]
+_RECIPIENT_COLUMNS = [
+    _SUBSCRIPTIONS.c.id,
+    _SUBSCRIPTIONS.c.enabled,
+    _SUBSCRIPTIONS.c.timezone,
+    _SUBSCRIBERS.c.id,
+    _SUBSCRIBERS.c.email,
+    _SUBSCRIBERS.c.status,
+    _ENDPOINTS.c.id,
+    _ENDPOINTS.c.url,
+    _ENDPOINTS.c.secrets,
+    _ENDPOINTS.c.enabled,
+    _ENDPOINTS.c.failing_since,
+]
+
+
 async def _prepare_chunk(
     resources: Resources, ids: Sequence[int], writer: _Writer
 ) -> list[_Prepared]:
-    """Load a chunk of claimed deliveries and rebuild their digests; writes nothing."""
+    """Read a chunk of claimed deliveries and rebuild their digests; writes nothing.
+
+    Plain columns, not ORM objects: nothing here is changed through the session, and
+    building identity-mapped objects cost more than the rest of the read.
+    """
     prepared: list[_Prepared] = []
     async with resources.sessionmaker() as session:
-        deliveries = {
-            d.id: d
-            for d in (await session.execute(select(Delivery).where(Delivery.id.in_(ids))))
-            .scalars()
-            .all()
-        }
-        sub_ids = {d.subscription_id for d in deliveries.values()}
-        subs = {
-            s.id: s
-            for s in (
-                await session.execute(select(Subscription).where(Subscription.id.in_(sub_ids)))
-            )
-            .scalars()
-            .all()
-        }
-        subscriber_ids = {s.subscriber_id for s in subs.values() if s.subscriber_id is not None}
-        endpoint_ids = {s.endpoint_id for s in subs.values() if s.endpoint_id is not None}
-        subscribers = (
-            {
-                row.id: row
-                for row in (
-                    await session.execute(
-                        select(Subscriber).where(Subscriber.id.in_(subscriber_ids))
-                    )
-                ).scalars()
-            }
-            if subscriber_ids
-            else {}
+        rows = await session.execute(
+            select(*_DELIVERY_COLUMNS, *_RECIPIENT_COLUMNS)
+            .select_from(_DELIVERIES)
+            .outerjoin(_SUBSCRIPTIONS, _SUBSCRIPTIONS.c.id == _DELIVERIES.c.subscription_id)
+            .outerjoin(_SUBSCRIBERS, _SUBSCRIBERS.c.id == _SUBSCRIPTIONS.c.subscriber_id)
+            .outerjoin(_ENDPOINTS, _ENDPOINTS.c.id == _SUBSCRIPTIONS.c.endpoint_id)
+            .where(_DELIVERIES.c.id.in_(ids))
         )
-        endpoints = (
-            {
-                row.id: row
-                for row in (
-                    await session.execute(
-                        select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids))
-                    )
-                ).scalars()
-            }
-            if endpoint_ids
-            else {}
-        )
+        width = len(_DELIVERY_COLUMNS)
+        loaded = {row[0]: (_DeliveryRow(*row[:width]), _RecipientRow(*row[width:])) for row in rows}
         mine = [
-            deliveries[delivery_id]
+            loaded[delivery_id]
             for delivery_id in ids
-            if delivery_id in deliveries and deliveries[delivery_id].lease_owner == resources.owner
+            if delivery_id in loaded and loaded[delivery_id][0].lease_owner == resources.owner
         ]
         writer.outcomes += ["skipped"] * (len(ids) - len(mine))
         digests = await load_digests(
-            session, mine, limit=resources.settings.delivery.digest_item_limit
+            session,
+            [delivery for delivery, _ in mine],
+            limit=resources.settings.delivery.digest_item_limit,
         )
-        retried = [d.id for d in mine if d.attempts]
+        retried = [delivery.id for delivery, _ in mine if delivery.attempts]
         unfinished: dict[int, list[int]] = {}
         if retried:
             for delivery_id, attempt_id in await session.execute(
-                select(DeliveryAttempt.delivery_id, DeliveryAttempt.id).where(
-                    DeliveryAttempt.delivery_id.in_(retried),
-                    DeliveryAttempt.outcome == "started",
+                select(_ATTEMPTS.c.delivery_id, _ATTEMPTS.c.id).where(
+                    _ATTEMPTS.c.delivery_id.in_(retried),
+                    _ATTEMPTS.c.outcome == "started",
                 )
             ):
                 unfinished.setdefault(delivery_id, []).append(attempt_id)
-        # A read-only transaction: committing it just ends it, keeping the loaded objects.
         await session.commit()
     cancelled: list[int] = []
-    for delivery in mine:
-        sub = subs.get(delivery.subscription_id)
-        subscriber = (
-            subscribers.get(sub.subscriber_id)
-            if sub is not None and sub.subscriber_id is not None
-            else None
-        )
-        endpoint = (
-            endpoints.get(sub.endpoint_id)
-            if sub is not None and sub.endpoint_id is not None
-            else None
-        )
+    for delivery, recipient in mine:
         gone = (
-            sub is None
-            or not sub.enabled
-            or (subscriber is not None and subscriber.status != "active")
-            or (endpoint is not None and not endpoint.enabled)
+            recipient.subscription_id is None
+            or not recipient.enabled
+            or (recipient.subscriber_id is not None and recipient.subscriber_status != "active")
+            or (recipient.endpoint_id is not None and not recipient.endpoint_enabled)
         )
         if gone:
             cancelled.append(delivery.id)
             continue
-        assert sub is not None
+        assert recipient.subscription_id is not None
+        assert recipient.timezone is not None
+        subscriber = endpoint = None
+        if recipient.subscriber_id is not None:
+            assert recipient.email is not None
+            subscriber = _Subscriber(recipient.subscriber_id, recipient.email)
+        if recipient.endpoint_id is not None:
+            assert recipient.url is not None
+            endpoint = _Endpoint(
+                recipient.endpoint_id,
+                recipient.url,
+                recipient.secrets or [],
+                recipient.failing_since,
+            )
         prepared.append(
             _Prepared(
                 delivery,
-                sub,
+                _Subscription(recipient.subscription_id, recipient.timezone),
                 subscriber,
                 endpoint,
                 digests[delivery.id],
@@ -573,10 +703,14 @@ class _Writer:
     """The send job's only writer: starts attempts and records outcomes, in group commits.
 
     A start (a group's attempt rows and attempt counts, committed before its network calls)
-    is written as soon as it is asked for, ahead of anything else, since the group waits for
+    is written as soon as it is asked for, ahead of anything else, since a group waits for
     it. Outcomes collect for at most ``_RECORD_DELAY`` and are then written together, while
     the next groups are on the wire; a crash leaves only the attempts in flight or finished
     in that window unfinished, and those are flagged as possible duplicates on their retry.
+
+    The statements run on a synchronous connection in a thread of the writer's own, one
+    thread hop per transaction: the event loop that drives the sockets never compiles or
+    executes the job's SQL, and on SQLite each statement no longer costs a hop of its own.
     """
 
     def __init__(self, resources: Resources) -> None:
@@ -588,12 +722,13 @@ class _Writer:
         self._timer: asyncio.TimerHandle | None = None
         self._due = False
         # Endpoints this job has seen fail: only those (and endpoints already failing when
-        # their chunk was read) can need ``failing_since`` cleared after a success.
+        # their chunk was read) can need ``failing_since`` cleared after a success. Only
+        # the writer's thread touches it.
         self._failed_endpoints: set[int] = set()
         self._closed = False
         self._failed: BaseException | None = None
-        self._stack = AsyncExitStack()
-        self._connection: AsyncConnection | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delivery-writer")
+        self._connection: Connection | None = None
         self.outcomes: list[str] = []
         self.disabled_endpoints: set[int] = set()
 
@@ -625,14 +760,22 @@ class _Writer:
         self._wake.set()
 
     async def run(self) -> None:
-        async with self._stack:
-            try:
-                await self._run()
-            except BaseException as exc:
-                self._failed = exc
-                for _, future in self._starts:
+        try:
+            await self._run()
+        except BaseException as exc:
+            self._failed = exc
+            for _, future in self._starts:
+                if not future.done():
                     future.set_exception(exc)
-                raise
+            raise
+        finally:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._disconnect)
+            self._thread.shutdown(wait=False)
+
+    def _disconnect(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
     async def _run(self) -> None:
         while True:
@@ -645,17 +788,22 @@ class _Writer:
                     )
                 except BaseException as exc:
                     for _, future in starts:
-                        future.set_exception(exc)
+                        if not future.done():
+                            future.set_exception(exc)
                     raise
                 for (_, future), started in zip(starts, results, strict=True):
-                    future.set_result(started)
+                    # A start whose waiter was cancelled (the job is stopping) stays
+                    # committed: its deliveries are retried, flagged, after the lease.
+                    if not future.done():
+                        future.set_result(started)
             elif self._outcomes and (self._due or self._closed):
                 if self._timer is not None:
                     self._timer.cancel()
                     self._timer = None
                 self._due = False
                 outcomes, self._outcomes = self._outcomes, []
-                statuses = await self._write(self._record, outcomes, ())
+                statuses, disabled = await self._write(self._record, outcomes, ())
+                self.disabled_endpoints |= disabled
                 self._count(outcomes, statuses)
             elif self._closed:
                 return
@@ -678,36 +826,45 @@ class _Writer:
 
     async def _write(
         self,
-        step: Callable[[AsyncConnection, Sequence[Any]], Awaitable[list[_T]]],
+        step: Callable[[Connection, Sequence[Any]], _T],
         items: Sequence[Any],
         cancelled: Sequence[int],
-    ) -> list[_T]:
-        # One connection for the whole job and Core statements only: the per-statement cost
-        # (and on SQLite each thread hop) is what a group's start waits for.
+    ) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._thread, self._transaction, step, items, cancelled
+        )
+
+    def _transaction(
+        self,
+        step: Callable[[Connection, Sequence[Any]], _T],
+        items: Sequence[Any],
+        cancelled: Sequence[int],
+    ) -> _T:
+        """Run in the writer's thread: one transaction on the connection the job holds."""
         if self._connection is None:
-            self._connection = await self._stack.enter_async_context(
-                self._resources.engine.connect()
-            )
+            self._connection = self._resources.sync_engine.connect()
         connection = self._connection
-        async with connection.begin():
+        with connection.begin():
             if cancelled:
-                await connection.execute(
+                connection.execute(
                     update(_DELIVERIES)
                     .where(_DELIVERIES.c.id.in_(cancelled))
                     .values(status="cancelled", lease_owner=None, lease_until=None)
                 )
-            return await step(connection, items) if items else []
+            return step(connection, items)
 
-    async def _start_groups(
-        self, connection: AsyncConnection, starts: Sequence[Sequence[_Prepared]]
+    def _start_groups(
+        self, connection: Connection, starts: Sequence[Sequence[_Prepared]]
     ) -> list[list[_Started]]:
         items = [item for group in starts for item in group]
+        if not items:
+            return []
         now = self._resources.clock()
         abandoned = [attempt for item in items for attempt in item.abandoned]
         if abandoned:
             # A worker died between committing these attempts and recording their outcome:
             # the message may have reached the receiver, who dedupes on the same id.
-            await connection.execute(
+            connection.execute(
                 update(_ATTEMPTS)
                 .where(_ATTEMPTS.c.id.in_(abandoned))
                 .values(
@@ -716,16 +873,16 @@ class _Writer:
                     error="the worker stopped before recording the outcome",
                 )
             )
-            await connection.execute(
+            connection.execute(
                 update(_DELIVERIES)
                 .where(_DELIVERIES.c.id.in_([item.delivery.id for item in items if item.abandoned]))
                 .values(possible_duplicate=True)
             )
-        await connection.execute(
+        connection.execute(
             update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id")),
             [{"b_id": item.delivery.id, "attempts": item.number} for item in items],
         )
-        await connection.execute(
+        connection.execute(
             insert(_ATTEMPTS),
             [
                 {
@@ -739,8 +896,13 @@ class _Writer:
         )
         return [[_Started(now) for _ in group] for group in starts]
 
-    async def _record(self, connection: AsyncConnection, outcomes: Sequence[_Outcome]) -> list[str]:
-        """Write a batch of outcomes: a few executemany UPDATEs by primary key."""
+    def _record(
+        self, connection: Connection, outcomes: Sequence[_Outcome]
+    ) -> tuple[list[str], set[int]]:
+        """Write a batch of outcomes: a few executemany UPDATEs by primary key.
+
+        Returns the deliveries' new statuses and the endpoints this batch disabled.
+        """
         max_attempts = self._resources.settings.delivery.max_attempts
         rows: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         attempts: list[dict[str, Any]] = []
@@ -752,20 +914,20 @@ class _Writer:
             statuses.append(row["status"])
         # executemany needs one column set per statement: one UPDATE per kind of outcome.
         for batch in rows.values():
-            await connection.execute(
+            connection.execute(
                 update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id")), batch
             )
-        await connection.execute(
+        connection.execute(
             update(_ATTEMPTS).where(
                 _ATTEMPTS.c.delivery_id == bindparam("b_delivery"),
                 _ATTEMPTS.c.number == bindparam("b_number"),
             ),
             attempts,
         )
-        await self._record_endpoints(connection, outcomes, statuses)
+        disabled = self._record_endpoints(connection, outcomes, statuses)
         for item, _, sent, at in outcomes:
             if sent.permanent_recipient and item.subscriber is not None:
-                await connection.execute(
+                connection.execute(
                     update(_SUBSCRIBERS)
                     .where(_SUBSCRIBERS.c.id == item.subscriber.id)
                     .values(
@@ -774,26 +936,28 @@ class _Writer:
                         updated_at=at,
                     )
                 )
-        return statuses
+        return statuses, disabled
 
-    async def _record_endpoints(
-        self, connection: AsyncConnection, outcomes: Sequence[_Outcome], statuses: Sequence[str]
-    ) -> None:
+    def _record_endpoints(
+        self, connection: Connection, outcomes: Sequence[_Outcome], statuses: Sequence[str]
+    ) -> set[int]:
         """Endpoint health: successes clear ``failing_since``, failures start or extend it.
 
         A batch of successes only touches endpoints that may be failing; an endpoint with a
-        failure in the batch replays the batch's outcomes in order on its row.
+        failure in the batch replays the batch's outcomes in order on its row. An attempt
+        cancelled unsent says nothing about the endpoint. Returns the endpoints disabled.
         """
         failing = {
             item.endpoint.id
             for (item, _, _, _), status in zip(outcomes, statuses, strict=True)
-            if item.endpoint is not None and status != "delivered"
+            if item.endpoint is not None and status not in ("delivered", "cancelled")
         }
         self._failed_endpoints |= failing
         healthy = {
             item.endpoint.id
-            for item, _, _, _ in outcomes
+            for (item, _, _, _), status in zip(outcomes, statuses, strict=True)
             if item.endpoint is not None
+            and status == "delivered"
             and item.endpoint.id not in failing
             and (
                 item.endpoint.failing_since is not None
@@ -801,34 +965,36 @@ class _Writer:
             )
         }
         if healthy:
-            await connection.execute(
+            connection.execute(
                 update(_ENDPOINTS)
                 .where(_ENDPOINTS.c.id.in_(healthy), _ENDPOINTS.c.failing_since.is_not(None))
                 .values(failing_since=None)
             )
+        disabled: set[int] = set()
         if not failing:
-            return
+            return disabled
         health = {
             endpoint_id: _EndpointHealth(failing_since)
-            for endpoint_id, failing_since in await connection.execute(
+            for endpoint_id, failing_since in connection.execute(
                 select(_ENDPOINTS.c.id, _ENDPOINTS.c.failing_since).where(
                     _ENDPOINTS.c.id.in_(failing)
                 )
             )
         }
         for (item, _, sent, at), status in zip(outcomes, statuses, strict=True):
-            if item.endpoint is not None and item.endpoint.id in health:
+            if item.endpoint is not None and item.endpoint.id in health and status != "cancelled":
                 health[item.endpoint.id].update(status, disable=sent.disable_endpoint, now=at)
         for endpoint_id, state in health.items():
             values: dict[str, Any] = {"failing_since": state.failing_since}
             if state.disabled_reason is not None:
-                self.disabled_endpoints.add(endpoint_id)
+                disabled.add(endpoint_id)
                 values.update(
                     enabled=False, disabled_reason=state.disabled_reason, updated_at=state.at
                 )
-            await connection.execute(
+            connection.execute(
                 update(_ENDPOINTS).where(_ENDPOINTS.c.id == endpoint_id).values(**values)
             )
+        return disabled
 
 
 async def _transmit(
@@ -867,6 +1033,9 @@ def _outcome(
     if sent.status == "delivered":
         row.update(status="delivered", delivered_at=at, last_error=None)
         attempt["outcome"] = "delivered"
+    elif sent.status == "cancelled":
+        row.update(status="cancelled", last_error=sent.detail)
+        attempt["outcome"] = "cancelled"
     elif (
         sent.status == "retry"
         and (delay := _next_delay(prepared.number, max_attempts, sent.retry_after)) is not None
@@ -983,68 +1152,125 @@ async def _send_webhook(
     return outcome.status, outcome.http_status, outcome.response_excerpt, outcome.retry_after
 
 
-async def load_digest(session: AsyncSession, delivery: Delivery, *, limit: int) -> Digest:
+class DeliveryWindow(Protocol):
+    """What rebuilding a digest needs of a delivery: an ORM row or a plain one."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def subscription_id(self) -> int: ...
+    @property
+    def period_key(self) -> str: ...
+    @property
+    def window_start(self) -> datetime | None: ...
+    @property
+    def window_end(self) -> datetime | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+async def load_digest(session: AsyncSession, delivery: DeliveryWindow, *, limit: int) -> Digest:
     """Rebuild a delivery's digest from its notifications: the same content on every retry."""
     return (await load_digests(session, [delivery], limit=limit))[delivery.id]
 
 
 async def load_digests(
-    session: AsyncSession, deliveries: Sequence[Delivery], *, limit: int
+    session: AsyncSession, deliveries: Sequence[DeliveryWindow], *, limit: int
 ) -> dict[int, Digest]:
     """Rebuild several deliveries' digests in two queries, keyed by delivery id."""
     if not deliveries:
         return {}
+    notifications, articles, matches, sources = _NOTIFICATIONS, _ARTICLES, _MATCHES, _SOURCES
     rows = (
         await session.execute(
-            select(Notification, Article, Match, WatchRule, Source)
-            .join(Article, Article.id == Notification.article_id)
-            .join(
-                Match,
-                (Match.article_id == Notification.article_id)
-                & (Match.rule_id == Notification.rule_id),
+            select(
+                notifications.c.delivery_id,
+                articles.c.id,
+                articles.c.title,
+                articles.c.text,
+                articles.c.summary,
+                articles.c.url,
+                articles.c.language,
+                articles.c.published_at,
+                articles.c.story_id,
+                matches.c.rule_id,
+                matches.c.score,
+                matches.c.terms,
+                matches.c.snippet,
+                matches.c.highlights,
+                _RULES.c.name,
+                sources.c.id,
+                sources.c.tier,
+                sources.c.name,
             )
-            .join(WatchRule, WatchRule.id == Notification.rule_id)
-            .join(Source, Source.id == Article.source_id)
-            .where(Notification.delivery_id.in_([d.id for d in deliveries]))
-            .order_by(Notification.id)
+            .select_from(notifications)
+            .join(articles, articles.c.id == notifications.c.article_id)
+            .join(
+                matches,
+                (matches.c.article_id == notifications.c.article_id)
+                & (matches.c.rule_id == notifications.c.rule_id),
+            )
+            .join(_RULES, _RULES.c.id == notifications.c.rule_id)
+            .join(sources, sources.c.id == articles.c.source_id)
+            .where(notifications.c.delivery_id.in_([d.id for d in deliveries]))
+            .order_by(notifications.c.id)
         )
     ).all()
-    story_ids = {article.story_id for _, article, _, _, _ in rows if article.story_id}
+    story_ids = {row[8] for row in rows if row[8]}
     outlets: dict[str, list[Outlet]] = {}
     if story_ids:
         story_rows = await session.execute(
-            select(Article.story_id, Source.name, Source.tier)
-            .join(Source, Source.id == Article.source_id)
-            .where(Article.story_id.in_(story_ids))
+            select(articles.c.story_id, sources.c.name, sources.c.tier)
+            .join(sources, sources.c.id == articles.c.source_id)
+            .where(articles.c.story_id.in_(story_ids))
         )
         for story_id, name, tier in story_rows.all():
             outlets.setdefault(str(story_id), []).append(Outlet(name=name, tier=tier))
     candidates: dict[int | None, list[DigestCandidate]] = {}
-    for notification, article, match, rule, source in rows:
-        candidates.setdefault(notification.delivery_id, []).append(
+    for (
+        delivery_id,
+        article_id,
+        title,
+        text,
+        summary,
+        url,
+        language,
+        published_at,
+        story_id,
+        rule_id,
+        score,
+        terms,
+        snippet,
+        highlights,
+        rule_name,
+        source_id,
+        tier,
+        source_name,
+    ) in rows:
+        candidates.setdefault(delivery_id, []).append(
             DigestCandidate(
                 match=alerts.Match(
-                    rule_id=match.rule_id,
-                    article_id=str(article.id),
-                    score=match.score,
-                    terms=tuple(match.terms),
-                    snippet=match.snippet,
-                    highlights=tuple((int(a), int(b)) for a, b in match.highlights),
+                    rule_id=rule_id,
+                    article_id=str(article_id),
+                    score=score,
+                    terms=tuple(terms),
+                    snippet=snippet,
+                    highlights=tuple((int(a), int(b)) for a, b in highlights),
                 ),
                 article=alerts.Article(
-                    id=str(article.id),
-                    title=article.title,
-                    body=article.text or article.summary,
-                    url=article.url,
-                    source=source.id,
-                    domain=urlsplit(article.url).hostname or "",
-                    tier=source.tier,
-                    lang=article.language or "",
-                    published=article.published_at,
+                    id=str(article_id),
+                    title=title,
+                    body=text or summary,
+                    url=url,
+                    source=source_id,
+                    domain=urlsplit(url).hostname or "",
+                    tier=tier,
+                    lang=language or "",
+                    published=published_at,
                 ),
-                story_id=str(article.story_id) if article.story_id else "",
-                rule_name=rule.name,
-                source_name=source.name,
+                story_id=str(story_id) if story_id else "",
+                rule_name=rule_name,
+                source_name=source_name,
             )
         )
     digests: dict[int, Digest] = {}

@@ -160,11 +160,17 @@ async def test_410_stops_the_rest_of_the_batch(res: Resources, receiver: Webhook
     # endpoint.
     lanes = res.settings.delivery.concurrency
     assert len(receiver.deliveries) == lanes
-    assert Counter(row.status for row in await deliveries(res)) == {
+    rows = await deliveries(res)
+    assert Counter(row.status for row in rows) == {
         "failed": 1,
         "delivered": lanes - 1,
         "cancelled": 9 - lanes,
     }
+    # The next group's attempts were committed while the first group was on the wire: they
+    # are closed as cancelled, unsent; the deliveries after it never got an attempt.
+    logs = [[a.outcome for a in await attempts(res, row.id)] for row in rows]
+    cancelled = [log for row, log in zip(rows, logs, strict=True) if row.status == "cancelled"]
+    assert sorted(cancelled) == [[]] * (9 - 2 * lanes) + [["cancelled"]] * lanes
 
 
 async def test_five_days_of_failure_disable(res: Resources, receiver: WebhookReceiver) -> None:
