@@ -13,6 +13,15 @@ on the other cores when there are any, as a remote site would:
 * reader (``pip install -e '.[bench]'``): ``update_feeds()`` on a fresh SQLite database.
 
 Then both re-poll the unchanged feeds and the server's log gives the share of 304 answers.
+
+``--stages`` adds a third dealwatch run (fresh database, one source at a time, after the
+measured runs so it does not disturb them) with :mod:`service.stages` turned on, and prints
+where the time goes, in microseconds per stored item: ``fetch`` (the HTTP exchange, the
+server's time included), ``parse``, ``normalise`` (HTML to text, canonical URL, dates,
+identity, language detection), ``gazetteer``, ``stories`` (near-duplicate placement in
+memory), ``article SQL``, ``story SQL``, ``source SQL`` (the schedule's read and the source's
+update), ``commit``, and ``other`` (the rest of the wall time: sessions, the batch's claim,
+the event loop).
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from service import stages
 from service.catalogue import SourceDefinition, sync_sources
 from service.db.migrate import upgrade_to_head
 from service.db.session import make_engine
@@ -159,8 +169,16 @@ def not_modified_share(statuses: list[str]) -> float:
     return 100.0 * statuses.count("304") / len(statuses) if statuses else 0.0
 
 
-async def run_dealwatch(urls: list[str], workdir: Path) -> tuple[float, int, float]:
-    url = f"sqlite+aiosqlite:///{workdir / 'dealwatch.db'}"
+async def run_dealwatch(
+    urls: list[str],
+    workdir: Path,
+    *,
+    concurrency: int = 8,
+    name: str = "dealwatch.db",
+    spent: dict[str, float] | None = None,
+) -> tuple[float, int, float]:
+    """Poll every feed, then re-poll; with ``spent``, time the first poll's stages into it."""
+    url = f"sqlite+aiosqlite:///{workdir / name}"
     engine = make_engine(DatabaseSettings(url=url))
     await upgrade_to_head(engine)
     await engine.dispose()
@@ -169,7 +187,7 @@ async def run_dealwatch(urls: list[str], workdir: Path) -> tuple[float, int, flo
         http=HttpSettings(
             allow_loopback=True, min_host_interval_seconds=0.0, per_host_concurrency=8
         ),
-        poll=PollSettings(batch_size=len(urls), concurrency=8),
+        poll=PollSettings(batch_size=len(urls), concurrency=concurrency),
         data_dir=workdir,
         secret_key=SecretStr("bench-" + "x" * 40),
     )
@@ -186,9 +204,16 @@ async def run_dealwatch(urls: list[str], workdir: Path) -> tuple[float, int, flo
             )
             await session.commit()
         poller = Poller(resources)
+        if spent is not None:
+            stages.enable()
         started = time.perf_counter()
-        results = await poller.poll_due()
-        elapsed = time.perf_counter() - started
+        try:
+            results = await poller.poll_due()
+        finally:
+            elapsed = time.perf_counter() - started
+            if spent is not None:
+                spent.update(stages.totals())
+                stages.disable()
         stored = sum(r.new for r in results)
         errors = [r.error for r in results if r.outcome == "error"]
         if errors:
@@ -221,10 +246,43 @@ def run_reader(urls: list[str], workdir: Path) -> tuple[float, int, float] | Non
     return elapsed, int(stored or 0), repoll
 
 
+_STAGES = (
+    "fetch",
+    "parse",
+    "normalise",
+    "gazetteer",
+    "stories",
+    "article SQL",
+    "story SQL",
+    "source SQL",
+    "commit",
+)
+
+
+def print_stages(urls: list[str], workdir: Path) -> None:
+    spent: dict[str, float] = {}
+    elapsed, stored, _ = asyncio.run(
+        run_dealwatch(urls, workdir, concurrency=1, name="stages.db", spent=spent)
+    )
+    per_item = 1e6 / max(stored, 1)
+    print(
+        f"stages (separate run, one source at a time: {stored} items in {elapsed:.2f} s = "
+        f"{stored / elapsed:,.0f} items/s), us per item:"
+    )
+    for name in _STAGES:
+        print(f"  {name:<12} {spent.get(name, 0.0) * per_item:7.0f}")
+    other = elapsed - sum(spent.get(name, 0.0) for name in _STAGES)
+    print(f"  {'other':<12} {other * per_item:7.0f}")
+    print(f"  {'total':<12} {elapsed * per_item:7.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--feeds", type=int, default=40)
     parser.add_argument("--items", type=int, default=50)
+    parser.add_argument(
+        "--stages", action="store_true", help="also print a per-stage time table (extra run)"
+    )
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core for both contenders
@@ -253,6 +311,8 @@ def main() -> None:
         theirs_run = run_reader(urls, workdir)
         if theirs_run is None:
             print("reader: not installed (pip install -e '.[bench]'); no ratio")
+            if args.stages:
+                print_stages(urls, workdir)
             return
         r_elapsed, r_stored, r_repoll = theirs_run
         r_statuses = server.statuses()[before:]
@@ -262,6 +322,8 @@ def main() -> None:
             f"re-poll {r_repoll:.2f} s, {not_modified_share(r_statuses[args.feeds :]):.0f}% 304"
         )
         print(f"ratio dealwatch/reader: {ours / theirs:.1f}x")
+        if args.stages:
+            print_stages(urls, workdir)
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
