@@ -26,6 +26,7 @@ from alerts.normalise import (
     detect_language,
     html_to_text,
     identity,
+    language_sample,
     normalise_published,
 )
 from alerts.stories import StoryIndex, story_text
@@ -758,5 +759,5 @@ def prepare_item(
             content_hash=digest,
         ),
         mentions=mentions,
-        language_sample=None if declared else f"{title}\n{text}",
+        language_sample=None if declared else language_sample(title, summary or text),
     )
