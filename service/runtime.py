@@ -13,9 +13,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from service.db.session import make_engine, make_sessionmaker
+from service.db.session import make_engine, make_sessionmaker, make_sqlite_write_engine
 from service.notify.email import DkimSigner, SmtpOptions
 from service.safety import guarded_transport
 from service.secretbox import SecretBox
@@ -41,6 +42,8 @@ class Resources:
         secret_key: signs links in e-mails.
         previous_secret_keys: older secret keys, still accepted while a rotation completes.
         secret_box: encrypts and decrypts webhook signing secrets at rest.
+        write_engine: on SQLite, a synchronous engine on the same file that the poller
+            writes documents with from a worker thread (``None`` elsewhere).
     """
 
     settings: Settings
@@ -52,6 +55,7 @@ class Resources:
     secret_key: bytes
     previous_secret_keys: tuple[bytes, ...]
     secret_box: SecretBox
+    write_engine: Engine | None = None
 
 
 def make_http_client(settings: HttpSettings) -> httpx.AsyncClient:
@@ -125,6 +129,9 @@ async def open_resources(
     async with AsyncExitStack() as stack:
         engine = make_engine(settings.database)
         stack.push_async_callback(engine.dispose)
+        write_engine = make_sqlite_write_engine(settings.database)
+        if write_engine is not None:
+            stack.callback(write_engine.dispose)
         if http is None:
             http = await stack.enter_async_context(make_http_client(settings.http))
         key = resolve_secret_key(settings)
@@ -141,4 +148,5 @@ async def open_resources(
             secret_key=key,
             previous_secret_keys=previous,
             secret_box=SecretBox(key, previous),
+            write_engine=write_engine,
         )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -28,6 +29,28 @@ def make_engine(settings: DatabaseSettings) -> AsyncEngine:
     engine = create_async_engine(settings.url, **kwargs)
     if is_sqlite(settings.url):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def make_sqlite_write_engine(settings: DatabaseSettings) -> Engine | None:
+    """A synchronous engine on the same SQLite file, for the poller's document writes.
+
+    aiosqlite runs every DBAPI call on its own thread and wakes the event loop for each
+    result: a document's write is ~30 calls, and each hand-over cost more than the SQL. The
+    poller instead runs the whole write as one function on a worker thread with this engine
+    (SQLite has one writer anyway). ``None`` for other databases and in-memory SQLite (a
+    second engine would open a different database).
+    """
+    url = make_url(settings.url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    engine = create_engine(
+        url.set(drivername="sqlite+pysqlite"),
+        echo=settings.echo,
+        # Checked out by one worker thread at a time, not always the same one.
+        connect_args={"check_same_thread": False},
+    )
+    event.listen(engine, "connect", _sqlite_pragmas)
     return engine
 
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Connection, Engine, select, update
 
 import alerts
 from alerts.enrich import Gazetteer
@@ -66,6 +66,7 @@ from service.storage.stories import (
 log = logging.getLogger(__name__)
 
 _STORY_SYNC_EVERY = timedelta(seconds=30)
+_T = TypeVar("_T")
 
 Outcome = Literal["ok", "not_modified", "error"]
 
@@ -352,36 +353,49 @@ class Poller:
                         batch.append(ready.data)
                         # The first copy of an identity is the one stored.
                         prepared.setdefault(ready.data.identity, ready)
-        async with self.resources.sessionmaker() as session:
-            if document is not None:
+        if document is not None and (matcher is None or len(matcher)):
+            async with self.resources.sessionmaker() as session:
                 if matcher is None:
                     matcher = await self.matchers.get(session)
                 # Tags and audiences only serve recording matches: none without rules.
                 if len(matcher):
                     rule_tags = await list_rule_tags(session)
                     audiences = await list_audiences(session)
+
+        def write(conn: Connection) -> tuple[int, int, int]:
+            if document is not None:
                 with stages.stage("story SQL"):
-                    await self._sync_story_index(session, now)
-            # Everything else is one synchronous run on the session's connection: one
-            # greenlet switch for the document instead of one per statement, and Core
-            # statements rather than the ORM's unit of work.
+                    self._sync_story_index(conn, now)
+            return self._write(
+                conn,
+                view,
+                response,
+                document,
+                batch=batch,
+                prepared=prepared,
+                matcher=matcher,
+                rule_tags=rule_tags,
+                audiences=audiences,
+                now=now,
+            )
+
+        # The rest is one synchronous function on one connection, under the story lock
+        # (placing articles in the index and writing their stories must not interleave with
+        # another source's): Core statements, not the ORM's unit of work.
+        engine = self.resources.write_engine
+        if engine is not None:
+            # SQLite: the whole transaction on a worker thread with a plain sqlite3
+            # connection, one hand-over per document instead of one per DBAPI call.
             async with self._story_lock:
-                new, updated, matched = await session.run_sync(
-                    lambda sync: self._write(
-                        sync.connection(),
-                        view,
-                        response,
-                        document,
-                        batch=batch,
-                        prepared=prepared,
-                        matcher=matcher,
-                        rule_tags=rule_tags,
-                        audiences=audiences,
-                        now=now,
+                new, updated, matched = await asyncio.to_thread(_in_transaction, engine, write)
+        else:
+            async with self.resources.sessionmaker() as session:
+                async with self._story_lock:
+                    new, updated, matched = await session.run_sync(
+                        lambda sync: write(sync.connection())
                     )
-                )
-            with stages.stage("commit"):
-                await session.commit()
+                with stages.stage("commit"):
+                    await session.commit()
         outcome: Outcome = "not_modified" if isinstance(response, NotModified) else "ok"
         metrics.POLLS.labels(outcome).inc()
         metrics.ARTICLES.labels("new").inc(new)
@@ -565,31 +579,29 @@ class Poller:
             values["last_new_item_at"] = now
         conn.execute(update(SOURCES).where(SOURCES.c.id == view.id).values(**values))
 
-    async def _sync_story_index(self, session: AsyncSession, now: datetime) -> None:
+    def _sync_story_index(self, conn: Connection, now: datetime) -> None:
         """Bring the in-memory story index up to date with what every process stored.
 
         This process adds its own articles as it files them; the database only matters for
         other processes' articles. So the index is rebuilt from the database every quarter
         window (dropping articles that left the window), and otherwise, at most every
         ``_STORY_SYNC_EVERY``, topped up with the articles it does not know yet among those
-        fetched since the last sync (with an overlap of one lease for late commits).
+        fetched since the last sync (with an overlap of one lease for late commits). The
+        caller holds the story lock.
         """
-        async with self._story_lock:
-            built = self._stories_built_at
-            synced = self._stories_synced_at
-            if built is None or now - built > self._story_window / 4 or now < built:
-                entries = await recent_story_entries(session, since=now - self._story_window)
-                self.stories = StoryIndex(entries)
-                self._stories_built_at = now
-            elif synced is not None and now - synced >= _STORY_SYNC_EVERY:
-                overlap = timedelta(seconds=self.resources.settings.poll.lease_seconds)
-                for entry in await recent_story_entries(
-                    session, since=synced - overlap, known=self.stories
-                ):
-                    self.stories.add(*entry)
-            else:
-                return
-            self._stories_synced_at = now
+        built = self._stories_built_at
+        synced = self._stories_synced_at
+        if built is None or now - built > self._story_window / 4 or now < built:
+            entries = recent_story_entries(conn, since=now - self._story_window)
+            self.stories = StoryIndex(entries)
+            self._stories_built_at = now
+        elif synced is not None and now - synced >= _STORY_SYNC_EVERY:
+            overlap = timedelta(seconds=self.resources.settings.poll.lease_seconds)
+            for entry in recent_story_entries(conn, since=synced - overlap, known=self.stories):
+                self.stories.add(*entry)
+        else:
+            return
+        self._stories_synced_at = now
 
     async def _record_failure(self, view: _SourceView, exc: Exception) -> PollResult:
         now = self.resources.clock()
@@ -631,6 +643,20 @@ class Poller:
         metrics.POLLS.labels("error").inc()
         log.warning("source failed source_id=%s error=%s", view.id, message)
         return PollResult(view.id, "error", error=message)
+
+
+def _in_transaction(engine: Engine, work: Callable[[Connection], _T]) -> _T:
+    """Run ``work`` in one transaction of ``engine`` (on the calling thread) and commit."""
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        try:
+            result = work(conn)
+        except BaseException:
+            transaction.rollback()
+            raise
+        with stages.stage("commit"):
+            transaction.commit()
+    return result
 
 
 _BUNDLED_GAZETTEER = Path(__file__).resolve().parents[2] / "config" / "gazetteer.toml"

@@ -12,10 +12,9 @@ from datetime import datetime
 from typing import cast
 
 from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.stories import StoryMember, canonical_member, story_text
-from service.db.models import Article, Story
+from service.db.models import Story
 from service.storage.articles import ARTICLES, ArticleData, StoredArticle
 from service.storage.sources import SOURCES
 
@@ -40,31 +39,31 @@ def story_key(source_id: str, identity: str) -> str:
     return f"{source_id}\n{identity}"
 
 
-async def recent_story_entries(
-    session: AsyncSession, *, since: datetime, known: Container[str] = ()
+def recent_story_entries(
+    conn: Connection, *, since: datetime, known: Container[str] = ()
 ) -> list[StoryEntry]:
     """Return the articles fetched since ``since`` that belong to a story.
 
     Articles whose key (:func:`story_key`) is in ``known`` (the caller's index) are skipped
     without reading their text: the caller already has them.
     """
-    ids = await session.execute(
-        select(Article.id, Article.source_id, Article.identity).where(
-            Article.fetched_at >= since, Article.story_id.is_not(None)
+    ids = conn.execute(
+        select(ARTICLES.c.id, ARTICLES.c.source_id, ARTICLES.c.identity).where(
+            ARTICLES.c.fetched_at >= since, ARTICLES.c.story_id.is_not(None)
         )
     )
     wanted = [row.id for row in ids if story_key(row.source_id, row.identity) not in known]
     entries: list[StoryEntry] = []
     for start in range(0, len(wanted), 500):
-        rows = await session.execute(
+        rows = conn.execute(
             select(
-                Article.source_id,
-                Article.identity,
-                Article.title,
-                Article.summary,
-                Article.text,
-                Article.story_id,
-            ).where(Article.id.in_(wanted[start : start + 500]))
+                ARTICLES.c.source_id,
+                ARTICLES.c.identity,
+                ARTICLES.c.title,
+                ARTICLES.c.summary,
+                ARTICLES.c.text,
+                ARTICLES.c.story_id,
+            ).where(ARTICLES.c.id.in_(wanted[start : start + 500]))
         )
         entries.extend(
             (
