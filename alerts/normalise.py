@@ -141,6 +141,9 @@ def canonical_url(url: str) -> str:
     path = _AMP_PATH.sub("", parts.path)
     # "/news/1/" and "/news/1" are the same page on every CMS we read.
     path = path.rstrip("/") or "/"
+    if not parts.query:
+        # Most article links carry no query: the parse and re-encode below would give "".
+        return urlunsplit(("https", host, path, "", ""))
     query = sorted(
         (key, value)
         for key, value in parse_qsl(parts.query, keep_blank_values=True)

@@ -102,7 +102,8 @@ def freeze_startup_heap() -> None:
     By now the process holds its long-lived objects (modules, settings, compiled rules, the
     gazetteer's automaton, the poller): each full collection would walk them all again to
     find nothing, and polling allocates enough to trigger one every few documents.
-    Measured with ``bench.ingest``: about 5% of a poll's CPU time.
+    Measured with ``bench.ingest`` (5 alternating runs with and without): median 1,130 against
+    1,020 items per CPU-second, about 10%.
     """
     gc.collect()
     gc.freeze()
