@@ -13,6 +13,8 @@ on the other cores when there are any, as a remote site would:
 * reader (``pip install -e '.[bench]'``): ``update_feeds()`` on a fresh SQLite database.
 
 Then both re-poll the unchanged feeds and the server's log gives the share of 304 answers.
+Each contender's line gives its wall time and its CPU time (this process, threads included:
+on a shared machine the CPU figures move less), and the ratio of both.
 
 ``--stages`` adds a third dealwatch run (fresh database, one source at a time, after the
 measured runs so it does not disturb them) with :mod:`service.stages` turned on, and prints
