@@ -181,7 +181,8 @@ class Gazetteer:
         if self._automaton is None or not text:
             return Enrichment()
         normalised = " ".join(text.split()) if "\n" in text or "  " in text else text
-        original = normalised.translate(_CHAR_FOLD)
+        # Only acronyms compare against the unlowered text: built on their first hit.
+        original: str | None = None
         folded = fold(normalised)
         size = len(folded)
         countries: set[str] = set()
@@ -193,8 +194,11 @@ class Gazetteer:
             if end < size and _is_word_char(folded[end]) and _is_word_char(folded[end - 1]):
                 continue
             for target in self._targets[index]:
-                if target.exact and original[start:end] != target.alias:
-                    continue
+                if target.exact:
+                    if original is None:
+                        original = normalised.translate(_CHAR_FOLD)
+                    if original[start:end] != target.alias:
+                        continue
                 if target.country is not None:
                     countries.add(target.country)
                 if target.entity is not None:

@@ -22,6 +22,7 @@ __all__ = [
     "detect_language",
     "html_to_text",
     "identity",
+    "language_sample",
     "normalise_published",
 ]
 
@@ -140,6 +141,9 @@ def canonical_url(url: str) -> str:
     path = _AMP_PATH.sub("", parts.path)
     # "/news/1/" and "/news/1" are the same page on every CMS we read.
     path = path.rstrip("/") or "/"
+    if not parts.query:
+        # Most article links carry no query: the parse and re-encode below would give "".
+        return urlunsplit(("https", host, path, "", ""))
     query = sorted(
         (key, value)
         for key, value in parse_qsl(parts.query, keep_blank_values=True)
@@ -205,6 +209,21 @@ def _identifier() -> Any:
     # short-text confusions (English headlines classified as Latin, Urdu as Persian...).
     identifier.set_languages(_LANGUAGES)
     return identifier
+
+
+LANGUAGE_SAMPLE_CHARS = 300
+"""Characters of an article that language detection reads (title first, then the lead)."""
+
+
+def language_sample(title: str, lead: str) -> str:
+    """Return the part of an article :func:`detect_language` should read: title and lead.
+
+    py3langid's cost grows with the text (its feature extraction walks every byte in
+    Python: ~1 ms per 1,000 characters), while a headline and the start of the lead already
+    decide the language; on the recorded feeds in ``tests/data/feeds`` the 300-character
+    sample gave the same answer as the whole text for every item.
+    """
+    return f"{title}\n{lead}"[:LANGUAGE_SAMPLE_CHARS]
 
 
 def detect_language(text: str) -> str:

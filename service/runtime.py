@@ -16,7 +16,7 @@ import httpx
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from service.db.session import make_engine, make_sessionmaker, make_sync_engine
+from service.db.session import is_file_sqlite, make_engine, make_sessionmaker, make_sync_engine
 from service.notify.email import DkimSigner, SmtpOptions
 from service.safety import guarded_transport
 from service.secretbox import SecretBox
@@ -56,6 +56,17 @@ class Resources:
     secret_key: bytes
     previous_secret_keys: tuple[bytes, ...]
     secret_box: SecretBox
+
+    @property
+    def write_engine(self) -> Engine | None:
+        """On an SQLite file, :attr:`sync_engine`, which the poller writes documents with.
+
+        aiosqlite hands every DBAPI call to its own thread and wakes the event loop for each
+        result; a document's write is ~30 calls, so the poller runs the whole write as one
+        function on a worker thread instead (SQLite has one writer anyway). ``None`` on
+        PostgreSQL, where one ``run_sync`` per document does as well.
+        """
+        return self.sync_engine if is_file_sqlite(self.settings.database.url) else None
 
 
 def make_http_client(settings: HttpSettings) -> httpx.AsyncClient:

@@ -13,6 +13,17 @@ on the other cores when there are any, as a remote site would:
 * reader (``pip install -e '.[bench]'``): ``update_feeds()`` on a fresh SQLite database.
 
 Then both re-poll the unchanged feeds and the server's log gives the share of 304 answers.
+Each contender's line gives its wall time and its CPU time (this process, threads included:
+on a shared machine the CPU figures move less), and the ratio of both.
+
+``--stages`` adds a third dealwatch run (fresh database, one source at a time, after the
+measured runs so it does not disturb them) with :mod:`service.stages` turned on, and prints
+where the time goes, in microseconds per stored item: ``fetch`` (the HTTP exchange, the
+server's time included), ``parse``, ``normalise`` (HTML to text, canonical URL, dates,
+identity, language detection), ``gazetteer``, ``stories`` (near-duplicate placement in
+memory), ``article SQL``, ``story SQL``, ``source SQL`` (the schedule's read and the source's
+update), ``commit``, and ``other`` (the rest of the wall time: sessions, the batch's claim,
+the event loop).
 """
 
 from __future__ import annotations
@@ -34,10 +45,12 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from service import stages
 from service.catalogue import SourceDefinition, sync_sources
 from service.db.migrate import upgrade_to_head
 from service.db.session import make_engine
 from service.jobs.poll import Poller
+from service.jobs.scheduler import freeze_startup_heap
 from service.runtime import open_resources
 from service.settings import DatabaseSettings, HttpSettings, PollSettings, Settings
 
@@ -159,8 +172,16 @@ def not_modified_share(statuses: list[str]) -> float:
     return 100.0 * statuses.count("304") / len(statuses) if statuses else 0.0
 
 
-async def run_dealwatch(urls: list[str], workdir: Path) -> tuple[float, int, float]:
-    url = f"sqlite+aiosqlite:///{workdir / 'dealwatch.db'}"
+async def run_dealwatch(
+    urls: list[str],
+    workdir: Path,
+    *,
+    concurrency: int = 8,
+    name: str = "dealwatch.db",
+    spent: dict[str, float] | None = None,
+) -> tuple[float, int, float, float]:
+    """Poll every feed, then re-poll; with ``spent``, time the first poll's stages into it."""
+    url = f"sqlite+aiosqlite:///{workdir / name}"
     engine = make_engine(DatabaseSettings(url=url))
     await upgrade_to_head(engine)
     await engine.dispose()
@@ -169,7 +190,7 @@ async def run_dealwatch(urls: list[str], workdir: Path) -> tuple[float, int, flo
         http=HttpSettings(
             allow_loopback=True, min_host_interval_seconds=0.0, per_host_concurrency=8
         ),
-        poll=PollSettings(batch_size=len(urls), concurrency=8),
+        poll=PollSettings(batch_size=len(urls), concurrency=concurrency),
         data_dir=workdir,
         secret_key=SecretStr("bench-" + "x" * 40),
     )
@@ -186,9 +207,19 @@ async def run_dealwatch(urls: list[str], workdir: Path) -> tuple[float, int, flo
             )
             await session.commit()
         poller = Poller(resources)
+        freeze_startup_heap()  # as the worker does once started
+        if spent is not None:
+            stages.enable()
         started = time.perf_counter()
-        results = await poller.poll_due()
-        elapsed = time.perf_counter() - started
+        cpu_started = time.process_time()
+        try:
+            results = await poller.poll_due()
+        finally:
+            elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu_started
+            if spent is not None:
+                spent.update(stages.totals())
+                stages.disable()
         stored = sum(r.new for r in results)
         errors = [r.error for r in results if r.outcome == "error"]
         if errors:
@@ -199,10 +230,10 @@ async def run_dealwatch(urls: list[str], workdir: Path) -> tuple[float, int, flo
         repoll = time.perf_counter() - started
         if len(again) != len(urls):
             raise RuntimeError(f"re-poll claimed {len(again)} of {len(urls)} sources")
-    return elapsed, stored, repoll
+    return elapsed, stored, repoll, cpu
 
 
-def run_reader(urls: list[str], workdir: Path) -> tuple[float, int, float] | None:
+def run_reader(urls: list[str], workdir: Path) -> tuple[float, int, float, float] | None:
     try:
         from reader import make_reader
     except ImportError:
@@ -211,20 +242,55 @@ def run_reader(urls: list[str], workdir: Path) -> tuple[float, int, float] | Non
     for url in urls:
         reader.add_feed(url)
     started = time.perf_counter()
+    cpu_started = time.process_time()
     reader.update_feeds(scheduled=False)
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     stored = reader.get_entry_counts().total
     started = time.perf_counter()
     reader.update_feeds(scheduled=False)
     repoll = time.perf_counter() - started
     reader.close()
-    return elapsed, int(stored or 0), repoll
+    return elapsed, int(stored or 0), repoll, cpu
+
+
+_STAGES = (
+    "fetch",
+    "parse",
+    "normalise",
+    "gazetteer",
+    "stories",
+    "article SQL",
+    "story SQL",
+    "source SQL",
+    "commit",
+)
+
+
+def print_stages(urls: list[str], workdir: Path) -> None:
+    spent: dict[str, float] = {}
+    elapsed, stored, _, _ = asyncio.run(
+        run_dealwatch(urls, workdir, concurrency=1, name="stages.db", spent=spent)
+    )
+    per_item = 1e6 / max(stored, 1)
+    print(
+        f"stages (separate run, one source at a time: {stored} items in {elapsed:.2f} s = "
+        f"{stored / elapsed:,.0f} items/s), us per item:"
+    )
+    for name in _STAGES:
+        print(f"  {name:<12} {spent.get(name, 0.0) * per_item:7.0f}")
+    other = elapsed - sum(spent.get(name, 0.0) for name in _STAGES)
+    print(f"  {'other':<12} {other * per_item:7.0f}")
+    print(f"  {'total':<12} {elapsed * per_item:7.0f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--feeds", type=int, default=40)
     parser.add_argument("--items", type=int, default=50)
+    parser.add_argument(
+        "--stages", action="store_true", help="also print a per-stage time table (extra run)"
+    )
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core for both contenders
@@ -239,12 +305,13 @@ def main() -> None:
         total = args.feeds * args.items
         print(f"{args.feeds} feeds x {args.items} items = {total} items, {size / 1e6:.1f} MB")
 
-        elapsed, stored, repoll = asyncio.run(run_dealwatch(urls, workdir))
+        elapsed, stored, repoll, cpu = asyncio.run(run_dealwatch(urls, workdir))
         statuses = server.statuses()
         first, second = statuses[: args.feeds], statuses[args.feeds :]
         ours = stored / elapsed
         print(
-            f"dealwatch: {stored} items in {elapsed:.2f} s = {ours:,.0f} items/s; "
+            f"dealwatch: {stored} items in {elapsed:.2f} s = {ours:,.0f} items/s "
+            f"(CPU {cpu:.2f} s = {stored / cpu:,.0f} items/CPU-s); "
             f"re-poll {repoll:.2f} s, {not_modified_share(second):.0f}% 304 "
             f"(first poll {not_modified_share(first):.0f}% 304)"
         )
@@ -253,15 +320,23 @@ def main() -> None:
         theirs_run = run_reader(urls, workdir)
         if theirs_run is None:
             print("reader: not installed (pip install -e '.[bench]'); no ratio")
+            if args.stages:
+                print_stages(urls, workdir)
             return
-        r_elapsed, r_stored, r_repoll = theirs_run
+        r_elapsed, r_stored, r_repoll, r_cpu = theirs_run
         r_statuses = server.statuses()[before:]
         theirs = r_stored / r_elapsed
         print(
-            f"reader:    {r_stored} items in {r_elapsed:.2f} s = {theirs:,.0f} items/s; "
+            f"reader:    {r_stored} items in {r_elapsed:.2f} s = {theirs:,.0f} items/s "
+            f"(CPU {r_cpu:.2f} s = {r_stored / r_cpu:,.0f} items/CPU-s); "
             f"re-poll {r_repoll:.2f} s, {not_modified_share(r_statuses[args.feeds :]):.0f}% 304"
         )
-        print(f"ratio dealwatch/reader: {ours / theirs:.1f}x")
+        print(
+            f"ratio dealwatch/reader: {ours / theirs:.1f}x "
+            f"(per CPU-second: {(stored / cpu) / (r_stored / r_cpu):.1f}x)"
+        )
+        if args.stages:
+            print_stages(urls, workdir)
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)

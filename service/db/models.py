@@ -88,7 +88,17 @@ class Article(Base):
     """One item of one source, normalised."""
 
     __tablename__ = "articles"
-    __table_args__ = (UniqueConstraint("source_id", "identity"),)
+    __table_args__ = (
+        UniqueConstraint("source_id", "identity"),
+        # Covers the poller's "latest valid publication times of this source" read (the
+        # adaptive interval): without it, every poll scans the source's articles.
+        Index(
+            "ix_articles_source_id_published_valid_published_at",
+            "source_id",
+            "published_valid",
+            "published_at",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     source_id: Mapped[str] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))

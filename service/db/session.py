@@ -57,6 +57,12 @@ def make_sync_engine(url: str, *, echo: bool = False) -> Engine:
     return engine
 
 
+def is_file_sqlite(url: str) -> bool:
+    """Whether ``url`` names an SQLite file (a second engine on ``:memory:`` opens another one)."""
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets the API read while the worker writes; the busy timeout turns brief writer

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Connection, Engine, select, update
 
 import alerts
 from alerts.enrich import Gazetteer
@@ -26,10 +26,11 @@ from alerts.normalise import (
     detect_language,
     html_to_text,
     identity,
+    language_sample,
     normalise_published,
 )
 from alerts.stories import StoryIndex, story_text
-from service import metrics
+from service import metrics, stages
 from service.db.models import Article, Source
 from service.exceptions import FetchError, SourceParseError, UnsafeURLError
 from service.jobs.matchers import MatcherCache
@@ -40,14 +41,32 @@ from service.sources.fetcher import Fetched, FetchOptions, HostLimiter, NotModif
 from service.sources.parsers import ParsedDocument, ParsedItem, parser_for
 from service.sources.parsers.html import extract_main_text
 from service.sources.schedule import SchedulePolicy, next_poll_at
-from service.storage.articles import ArticleData, StoredArticle, upsert_articles
+from service.storage.articles import (
+    ARTICLES,
+    ArticleData,
+    complete_plan,
+    plan_articles,
+    write_articles,
+)
 from service.storage.claims import claim_due
-from service.storage.matches import list_audiences, list_rule_tags, record_matches
-from service.storage.stories import file_into_stories, recent_story_entries
+from service.storage.matches import (
+    Audience,
+    list_audiences,
+    list_rule_tags,
+    record_matches_many,
+)
+from service.storage.sources import SOURCES
+from service.storage.stories import (
+    finish_stories,
+    open_stories,
+    recent_story_entries,
+    story_key,
+)
 
 log = logging.getLogger(__name__)
 
 _STORY_SYNC_EVERY = timedelta(seconds=30)
+_T = TypeVar("_T")
 
 Outcome = Literal["ok", "not_modified", "error"]
 
@@ -207,22 +226,24 @@ class Poller:
 
     async def _poll_view(self, view: _SourceView, matcher: Matcher | None = None) -> PollResult:
         try:
-            response = await fetch(
-                self.resources.http,
-                view.url,
-                etag=view.etag,
-                last_modified=view.last_modified,
-                options=self.options,
-                limiter=self.limiter,
-            )
+            with stages.stage("fetch"):
+                response = await fetch(
+                    self.resources.http,
+                    view.url,
+                    etag=view.etag,
+                    last_modified=view.last_modified,
+                    options=self.options,
+                    limiter=self.limiter,
+                )
             document = None
             if isinstance(response, Fetched):
-                document = parser_for(view.kind).parse(
-                    response.content,
-                    url=response.final_url,
-                    content_type=response.content_type,
-                    options=view.options,
-                )
+                with stages.stage("parse"):
+                    document = parser_for(view.kind).parse(
+                        response.content,
+                        url=response.final_url,
+                        content_type=response.content_type,
+                        options=view.options,
+                    )
         except (FetchError, SourceParseError, UnsafeURLError) as exc:
             return await self._record_failure(view, exc)
         try:
@@ -311,21 +332,16 @@ class Poller:
         matcher: Matcher | None = None,
     ) -> PollResult:
         now = self.resources.clock()
-        new = updated = matched = 0
         pages = pages or {}
         known = known or set()
-        async with self.resources.sessionmaker() as session:
-            if document is not None:
-                if document.parser_used == "feedparser":
-                    metrics.PARSER_FALLBACKS.inc()
-                if matcher is None:
-                    matcher = await self.matchers.get(session)
-                # Tags and audiences only serve recording matches: none without rules.
-                rule_tags = await list_rule_tags(session) if len(matcher) else {}
-                audiences = await list_audiences(session) if len(matcher) else []
-                await self._sync_story_index(session, now)
-                batch = []
-                prepared: dict[str, PreparedItem] = {}
+        rule_tags: dict[str, frozenset[str]] = {}
+        audiences: list[Audience] = []
+        prepared: dict[str, PreparedItem] = {}
+        batch: list[ArticleData] = []
+        if document is not None:
+            if document.parser_used == "feedparser":
+                metrics.PARSER_FALLBACKS.inc()
+            with stages.stage("normalise"):
                 for item in document.items:
                     ready = prepare_item(
                         item,
@@ -337,107 +353,49 @@ class Poller:
                         batch.append(ready.data)
                         # The first copy of an identity is the one stored.
                         prepared.setdefault(ready.data.identity, ready)
-                gazetteer = self.gazetteer
-                stored = await upsert_articles(
-                    session,
-                    source_id=view.id,
-                    items=batch,
-                    now=now,
-                    complete=lambda data: prepared[data.identity].complete(gazetteer),
-                )
-                await self._assign_stories(
-                    session, [a for a, change in stored if change == "new"], tier=view.tier, now=now
-                )
-                for article, change in stored:
-                    if change == "unchanged":
-                        continue
-                    if change == "new":
-                        new += 1
-                    else:
-                        updated += 1
-                    if not len(matcher):
-                        continue
-                    data = article.data
-                    matches = matcher.match(
-                        alerts.Article(
-                            id=str(article.id),
-                            title=data.title,
-                            body=data.text or data.summary,
-                            url=data.url,
-                            source=view.id,
-                            domain=urlsplit(data.url).hostname or "",
-                            tier=view.tier,
-                            lang=data.language or "",
-                            countries=frozenset(data.countries),
-                            entities=frozenset(data.entities),
-                            published=data.published_at,
-                        )
-                    )
-                    matched += await record_matches(
-                        session,
-                        article_id=article.id,
-                        matches=matches,
-                        rule_tags=rule_tags,
-                        audiences=audiences,
-                        now=now,
-                    )
-            not_modified = isinstance(response, NotModified)
-            last_new = now if new else view.last_new_item_at
-            stale_hours = view.options.get("stale_after_hours")
-            stale_after = timedelta(
-                hours=stale_hours
-                if isinstance(stale_hours, int | float) and stale_hours > 0
-                else self.resources.settings.poll.stale_after_hours
-            )
-            silent = now - (last_new or view.created_at) > stale_after
-            recent = list(
-                (
-                    await session.execute(
-                        select(Article.published_at)
-                        .where(Article.source_id == view.id, Article.published_valid.is_(True))
-                        .order_by(Article.published_at.desc())
-                        .limit(20)
-                    )
-                ).scalars()
-            )
-            due = next_poll_at(
+        if document is not None and (matcher is None or len(matcher)):
+            async with self.resources.sessionmaker() as session:
+                if matcher is None:
+                    matcher = await self.matchers.get(session)
+                # Tags and audiences only serve recording matches: none without rules.
+                if len(matcher):
+                    rule_tags = await list_rule_tags(session)
+                    audiences = await list_audiences(session)
+
+        def write(conn: Connection) -> tuple[int, int, int]:
+            if document is not None:
+                with stages.stage("story SQL"):
+                    self._sync_story_index(conn, now)
+            return self._write(
+                conn,
+                view,
+                response,
+                document,
+                batch=batch,
+                prepared=prepared,
+                matcher=matcher,
+                rule_tags=rule_tags,
+                audiences=audiences,
                 now=now,
-                interval=timedelta(minutes=view.interval_minutes),
-                outcome="not_modified" if not_modified else "ok",
-                consecutive_failures=0,
-                retry_after=None,
-                max_age=response.max_age_seconds,
-                ttl_minutes=document.ttl_minutes if document is not None else None,
-                recent_item_times=recent,
-                jitter_seed=view.id,
-                policy=self.policy,
             )
-            values: dict[str, object] = {
-                "etag": response.etag,
-                "last_modified": response.last_modified,
-                "last_status": "not_modified" if not_modified else "ok",
-                "last_http_status": 304 if not_modified else response.status_code,  # type: ignore[union-attr]
-                "last_error": None,
-                "last_polled_at": now,
-                "last_success_at": now,
-                "consecutive_failures": 0,
-                "health": "stale" if silent else "ok",
-                "items_seen": Source.items_seen + new,
-                "polls_total": Source.polls_total + 1,
-                "polls_not_modified": Source.polls_not_modified + (1 if not_modified else 0),
-                "next_poll_at": due,
-                "lease_owner": None,
-                "lease_until": None,
-            }
-            if new:
-                values["last_new_item_at"] = now
-            await session.execute(
-                update(Source)
-                .where(Source.id == view.id)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            await session.commit()
+
+        # The rest is one synchronous function on one connection, under the story lock
+        # (placing articles in the index and writing their stories must not interleave with
+        # another source's): Core statements, not the ORM's unit of work.
+        engine = self.resources.write_engine
+        if engine is not None:
+            # SQLite: the whole transaction on a worker thread with a plain sqlite3
+            # connection, one hand-over per document instead of one per DBAPI call.
+            async with self._story_lock:
+                new, updated, matched = await asyncio.to_thread(_in_transaction, engine, write)
+        else:
+            async with self.resources.sessionmaker() as session:
+                async with self._story_lock:
+                    new, updated, matched = await session.run_sync(
+                        lambda sync: write(sync.connection())
+                    )
+                with stages.stage("commit"):
+                    await session.commit()
         outcome: Outcome = "not_modified" if isinstance(response, NotModified) else "ok"
         metrics.POLLS.labels(outcome).inc()
         metrics.ARTICLES.labels("new").inc(new)
@@ -452,58 +410,198 @@ class Poller:
         )
         return PollResult(view.id, outcome, new=new, updated=updated, matches=matched)
 
-    async def _sync_story_index(self, session: AsyncSession, now: datetime) -> None:
+    def _write(
+        self,
+        conn: Connection,
+        view: _SourceView,
+        response: Fetched | NotModified,
+        document: ParsedDocument | None,
+        *,
+        batch: list[ArticleData],
+        prepared: dict[str, PreparedItem],
+        matcher: Matcher | None,
+        rule_tags: dict[str, frozenset[str]],
+        audiences: list[Audience],
+        now: datetime,
+    ) -> tuple[int, int, int]:
+        """Store a document's articles, file the new ones into stories, record their matches
+        and update the source; return the counts of new, updated and matched articles.
+
+        Runs under the story lock: placing articles in the index and writing their stories
+        must not interleave with another source's.
+        """
+        new = updated = matched = 0
+        if document is not None:
+            gazetteer = self.gazetteer
+
+            def complete(data: ArticleData) -> ArticleData:
+                ready = prepared[data.identity]
+                with stages.stage("normalise"):
+                    data = ready.with_language(data)
+                with stages.stage("gazetteer"):
+                    return ready.with_mentions(data, gazetteer)
+
+            with stages.stage("article SQL"):
+                plan = plan_articles(conn, source_id=view.id, items=batch)
+            plan = complete_plan(plan, complete)
+            with stages.stage("stories"):
+                keys = [story_key(view.id, data.identity) for data in plan.fresh]
+                texts = [story_text(data.title, data.summary or data.text) for data in plan.fresh]
+                # A founder is known as "-(its position + 1)" until its story row has an id,
+                # so a near-duplicate later in this same document joins it.
+                found = self.stories.place_many(
+                    [
+                        (key, text, f"-{i + 1}")
+                        for i, (key, text) in enumerate(zip(keys, texts, strict=True))
+                    ]
+                )
+            with stages.stage("story SQL"):
+                opened = open_stories(
+                    conn,
+                    articles=plan.fresh,
+                    placements=[int(story) if story is not None else None for story in found],
+                    source_id=view.id,
+                    now=now,
+                )
+            with stages.stage("article SQL"):
+                stored = write_articles(
+                    conn,
+                    plan,
+                    now=now,
+                    story_ids={
+                        data.identity: story_id
+                        for data, story_id in zip(plan.fresh, opened.story_ids, strict=True)
+                    },
+                )
+            fresh = [article for article, change in stored if change == "new"]
+            with stages.stage("story SQL"):
+                finish_stories(conn, opened=opened, articles=fresh, tier=view.tier, now=now)
+            with stages.stage("stories"):
+                for key, text, story_id in zip(keys, texts, opened.story_ids, strict=True):
+                    self.stories.add(key, text, str(story_id))
+            found_matches: list[tuple[int, list[alerts.Match]]] = []
+            for article, change in stored:
+                if change == "unchanged":
+                    continue
+                if change == "new":
+                    new += 1
+                else:
+                    updated += 1
+                if matcher is None or not len(matcher):
+                    continue
+                data = article.data
+                found_matches.append(
+                    (
+                        article.id,
+                        matcher.match(
+                            alerts.Article(
+                                id=str(article.id),
+                                title=data.title,
+                                body=data.text or data.summary,
+                                url=data.url,
+                                source=view.id,
+                                domain=urlsplit(data.url).hostname or "",
+                                tier=view.tier,
+                                lang=data.language or "",
+                                countries=frozenset(data.countries),
+                                entities=frozenset(data.entities),
+                                published=data.published_at,
+                            )
+                        ),
+                    )
+                )
+            if found_matches:
+                matched = record_matches_many(
+                    conn, found=found_matches, rule_tags=rule_tags, audiences=audiences, now=now
+                )
+        with stages.stage("source SQL"):
+            self._update_source(conn, view, response, document, new=new, now=now)
+        return new, updated, matched
+
+    def _update_source(
+        self,
+        conn: Connection,
+        view: _SourceView,
+        response: Fetched | NotModified,
+        document: ParsedDocument | None,
+        *,
+        new: int,
+        now: datetime,
+    ) -> None:
+        not_modified = isinstance(response, NotModified)
+        last_new = now if new else view.last_new_item_at
+        stale_hours = view.options.get("stale_after_hours")
+        stale_after = timedelta(
+            hours=stale_hours
+            if isinstance(stale_hours, int | float) and stale_hours > 0
+            else self.resources.settings.poll.stale_after_hours
+        )
+        silent = now - (last_new or view.created_at) > stale_after
+        # Served by the covering index ix_articles_source_id_published_valid_published_at.
+        recent = list(
+            conn.execute(
+                select(ARTICLES.c.published_at)
+                .where(ARTICLES.c.source_id == view.id, ARTICLES.c.published_valid.is_(True))
+                .order_by(ARTICLES.c.published_at.desc())
+                .limit(20)
+            ).scalars()
+        )
+        due = next_poll_at(
+            now=now,
+            interval=timedelta(minutes=view.interval_minutes),
+            outcome="not_modified" if not_modified else "ok",
+            consecutive_failures=0,
+            retry_after=None,
+            max_age=response.max_age_seconds,
+            ttl_minutes=document.ttl_minutes if document is not None else None,
+            recent_item_times=recent,
+            jitter_seed=view.id,
+            policy=self.policy,
+        )
+        values: dict[str, object] = {
+            "etag": response.etag,
+            "last_modified": response.last_modified,
+            "last_status": "not_modified" if not_modified else "ok",
+            "last_http_status": 304 if not_modified else response.status_code,  # type: ignore[union-attr]
+            "last_error": None,
+            "last_polled_at": now,
+            "last_success_at": now,
+            "consecutive_failures": 0,
+            "health": "stale" if silent else "ok",
+            "items_seen": SOURCES.c.items_seen + new,
+            "polls_total": SOURCES.c.polls_total + 1,
+            "polls_not_modified": SOURCES.c.polls_not_modified + (1 if not_modified else 0),
+            "next_poll_at": due,
+            "lease_owner": None,
+            "lease_until": None,
+        }
+        if new:
+            values["last_new_item_at"] = now
+        conn.execute(update(SOURCES).where(SOURCES.c.id == view.id).values(**values))
+
+    def _sync_story_index(self, conn: Connection, now: datetime) -> None:
         """Bring the in-memory story index up to date with what every process stored.
 
         This process adds its own articles as it files them; the database only matters for
         other processes' articles. So the index is rebuilt from the database every quarter
         window (dropping articles that left the window), and otherwise, at most every
         ``_STORY_SYNC_EVERY``, topped up with the articles it does not know yet among those
-        fetched since the last sync (with an overlap of one lease for late commits).
+        fetched since the last sync (with an overlap of one lease for late commits). The
+        caller holds the story lock.
         """
-        async with self._story_lock:
-            built = self._stories_built_at
-            synced = self._stories_synced_at
-            if built is None or now - built > self._story_window / 4 or now < built:
-                entries = await recent_story_entries(session, since=now - self._story_window)
-                self.stories = StoryIndex(entries)
-                self._stories_built_at = now
-            elif synced is not None and now - synced >= _STORY_SYNC_EVERY:
-                overlap = timedelta(seconds=self.resources.settings.poll.lease_seconds)
-                for entry in await recent_story_entries(
-                    session, since=synced - overlap, known=self.stories
-                ):
-                    self.stories.add(*entry)
-            else:
-                return
-            self._stories_synced_at = now
-
-    async def _assign_stories(
-        self, session: AsyncSession, articles: list[StoredArticle], *, tier: str, now: datetime
-    ) -> None:
-        """File a source's new articles into stories (existing near-duplicates or new ones)."""
-        if not articles:
+        built = self._stories_built_at
+        synced = self._stories_synced_at
+        if built is None or now - built > self._story_window / 4 or now < built:
+            entries = recent_story_entries(conn, since=now - self._story_window)
+            self.stories = StoryIndex(entries)
+            self._stories_built_at = now
+        elif synced is not None and now - synced >= _STORY_SYNC_EVERY:
+            overlap = timedelta(seconds=self.resources.settings.poll.lease_seconds)
+            for entry in recent_story_entries(conn, since=synced - overlap, known=self.stories):
+                self.stories.add(*entry)
+        else:
             return
-        async with self._story_lock:
-            texts = [
-                story_text(article.data.title, article.data.summary or article.data.text)
-                for article in articles
-            ]
-            # A founder is known as "-<article id>" until its story row has an id, so a
-            # near-duplicate later in this same document joins it.
-            found = self.stories.place_many(
-                [
-                    (str(article.id), text, f"-{article.id}")
-                    for article, text in zip(articles, texts, strict=True)
-                ]
-            )
-            placements = [
-                (article, int(story) if story is not None else None)
-                for article, story in zip(articles, found, strict=True)
-            ]
-            filed = await file_into_stories(session, placements=placements, tier=tier, now=now)
-            for article, text in zip(articles, texts, strict=True):
-                self.stories.add(str(article.id), text, str(filed[article.id]))
+        self._stories_synced_at = now
 
     async def _record_failure(self, view: _SourceView, exc: Exception) -> PollResult:
         now = self.resources.clock()
@@ -545,6 +643,20 @@ class Poller:
         metrics.POLLS.labels("error").inc()
         log.warning("source failed source_id=%s error=%s", view.id, message)
         return PollResult(view.id, "error", error=message)
+
+
+def _in_transaction(engine: Engine, work: Callable[[Connection], _T]) -> _T:
+    """Run ``work`` in one transaction of ``engine`` (on the calling thread) and commit."""
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        try:
+            result = work(conn)
+        except BaseException:
+            transaction.rollback()
+            raise
+        with stages.stage("commit"):
+            transaction.commit()
+    return result
 
 
 _BUNDLED_GAZETTEER = Path(__file__).resolve().parents[2] / "config" / "gazetteer.toml"
@@ -606,10 +718,17 @@ class PreparedItem:
 
     def complete(self, gazetteer: Gazetteer | None) -> ArticleData:
         """Return the data with its language (if it had to be detected) and mentions."""
-        data = self.data
-        if self.language_sample is not None:
-            language = _language_code(detect_language(self.language_sample))
-            data = replace(data, language=language or None)
+        return self.with_mentions(self.with_language(self.data), gazetteer)
+
+    def with_language(self, data: ArticleData) -> ArticleData:
+        """``data`` (this item's) with its detected language, when it had to be detected."""
+        if self.language_sample is None:
+            return data
+        language = _language_code(detect_language(self.language_sample))
+        return replace(data, language=language or None)
+
+    def with_mentions(self, data: ArticleData, gazetteer: Gazetteer | None) -> ArticleData:
+        """``data`` (this item's) with the countries and entities the gazetteer finds."""
         if gazetteer is None:
             return data
         found = gazetteer.find(self.mentions)
@@ -666,5 +785,5 @@ def prepare_item(
             content_hash=digest,
         ),
         mentions=mentions,
-        language_sample=None if declared else f"{title}\n{text}",
+        language_sample=None if declared else language_sample(title, summary or text),
     )

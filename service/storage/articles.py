@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from service.db.models import Article
 
@@ -79,43 +80,51 @@ class StoredArticle:
     data: ArticleData
 
 
-async def upsert_articles(
-    session: AsyncSession,
+@dataclass(slots=True)
+class ArticlePlan:
+    """What storing a document's items will do, decided before anything is written.
+
+    Attributes:
+        source_id: the source the items come from.
+        outcomes: each item's data (completed when new or changed) and outcome, in order.
+        fresh: the new items, to insert.
+        changed: the changed items with their row ids, to update.
+        ids: row id by identity of the stored items (the new ones once written).
+    """
+
+    source_id: str
+    outcomes: list[tuple[ArticleData, UpsertOutcome]]
+    fresh: list[ArticleData]
+    changed: list[tuple[int, ArticleData]]
+    ids: dict[str, int]
+
+
+def plan_articles(
+    conn: Connection,
     *,
     source_id: str,
     items: Sequence[ArticleData],
-    now: datetime,
     complete: Callable[[ArticleData], ArticleData] | None = None,
-) -> list[tuple[StoredArticle, UpsertOutcome]]:
-    """Store a document's items in a few statements: one lookup, one insert, one update.
+) -> ArticlePlan:
+    """Look up a document's items (one query) and sort them into new, changed and unchanged.
 
-    Same outcomes as :func:`upsert_article`, in the order of ``items``; an identity that occurs
-    twice in one document is stored once (its later copies are reported unchanged). Rows are
-    written with bulk statements (one round trip each), not ORM objects: building and flushing
-    an ORM object per item cost more than normalising the item.
-
-    Args:
-        session: the caller's session (the caller commits).
-        source_id: the source the items come from.
-        items: the document's normalised items.
-        now: the fetch time.
-        complete: applied to new and changed items only, before they are written (language
-            detection and enrichment: unchanged items, most of a re-polled feed, skip them).
+    An identity that occurs twice in one document is stored once (its later copies are
+    reported unchanged). ``complete`` is applied to new and changed items only.
     """
     identities = list(dict.fromkeys(item.identity for item in items))
     stored: dict[str, tuple[int, str]] = {}
     for start in range(0, len(identities), _IN_CHUNK):
         chunk = identities[start : start + _IN_CHUNK]
-        rows = await session.execute(
-            select(Article.id, Article.identity, Article.content_hash).where(
-                Article.source_id == source_id, Article.identity.in_(chunk)
+        rows = conn.execute(
+            select(ARTICLES.c.id, ARTICLES.c.identity, ARTICLES.c.content_hash).where(
+                ARTICLES.c.source_id == source_id, ARTICLES.c.identity.in_(chunk)
             )
         )
         stored.update((row.identity, (row.id, row.content_hash)) for row in rows)
     outcomes: list[tuple[ArticleData, UpsertOutcome]] = []
     first: dict[str, ArticleData] = {}
     fresh: list[ArticleData] = []
-    changed: list[dict[str, object]] = []
+    changed: list[tuple[int, ArticleData]] = []
     for data in items:
         if data.identity in first:
             outcomes.append((first[data.identity], "unchanged"))
@@ -132,26 +141,108 @@ async def upsert_articles(
             fresh.append(data)
             outcomes.append((data, "new"))
         else:
-            changed.append({"id": row[0], **_columns(data), "updated_at": now})
+            changed.append((row[0], data))
             outcomes.append((data, "updated"))
     ids = {identity: row[0] for identity, row in stored.items()}
-    if fresh:
+    return ArticlePlan(source_id, outcomes, fresh, changed, ids)
+
+
+def complete_plan(plan: ArticlePlan, complete: Callable[[ArticleData], ArticleData]) -> ArticlePlan:
+    """Return ``plan`` with ``complete`` applied to its new and changed items (only)."""
+    done: dict[str, ArticleData] = {}
+    fresh = []
+    for data in plan.fresh:
+        fresh.append(done.setdefault(data.identity, complete(data)))
+    changed = []
+    for row_id, data in plan.changed:
+        changed.append((row_id, done.setdefault(data.identity, complete(data))))
+    outcomes = [(done.get(data.identity, data), outcome) for data, outcome in plan.outcomes]
+    return ArticlePlan(plan.source_id, outcomes, fresh, changed, plan.ids)
+
+
+def write_articles(
+    conn: Connection,
+    plan: ArticlePlan,
+    *,
+    now: datetime,
+    story_ids: Mapping[str, int] | None = None,
+) -> list[tuple[StoredArticle, UpsertOutcome]]:
+    """Insert the plan's new items (one statement) and update its changed ones (one more).
+
+    Args:
+        conn: the caller's connection, in the caller's transaction.
+        plan: from :func:`plan_articles`.
+        now: the fetch time.
+        story_ids: the story of each new item, by identity, written with the row (so no
+            second statement has to set it).
+    """
+    source_id = plan.source_id
+    ids = plan.ids
+    if plan.fresh:
+        stories = story_ids or {}
         # RETURNING the identity pairs the ids with the rows whatever order they come back in;
         # asking SQLAlchemy for parameter order instead makes it insert one row per statement
         # on SQLite.
-        inserted = await session.execute(
+        inserted = conn.execute(
             insert(ARTICLES).returning(ARTICLES.c.id, ARTICLES.c.identity),
             [
-                {"source_id": source_id, "identity": d.identity, "fetched_at": now, **_columns(d)}
-                for d in fresh
+                {
+                    "source_id": source_id,
+                    "identity": d.identity,
+                    "fetched_at": now,
+                    "story_id": stories.get(d.identity),
+                    **_columns(d),
+                }
+                for d in plan.fresh
             ],
         )
         ids.update((row.identity, row.id) for row in inserted)
-    if changed:
-        await session.execute(update(Article), changed)
+    if plan.changed:
+        conn.execute(
+            update(ARTICLES).where(ARTICLES.c.id == bindparam("row_id")),
+            [
+                {"row_id": row_id, **_columns(data), "updated_at": now}
+                for row_id, data in plan.changed
+            ],
+        )
     return [
-        (StoredArticle(ids[data.identity], source_id, data), outcome) for data, outcome in outcomes
+        (StoredArticle(ids[data.identity], source_id, data), outcome)
+        for data, outcome in plan.outcomes
     ]
+
+
+async def upsert_articles(
+    session: AsyncSession,
+    *,
+    source_id: str,
+    items: Sequence[ArticleData],
+    now: datetime,
+    complete: Callable[[ArticleData], ArticleData] | None = None,
+) -> list[tuple[StoredArticle, UpsertOutcome]]:
+    """Store a document's items in a few statements: one lookup, one insert, one update.
+
+    Same outcomes as :func:`upsert_article`, in the order of ``items``; an identity that occurs
+    twice in one document is stored once (its later copies are reported unchanged). Rows are
+    written with Core bulk statements on the session's connection (one round trip each), not
+    ORM objects: building and flushing an ORM object per item cost more than normalising the
+    item. New articles get no story here (the poller files them with
+    :func:`plan_articles` and :func:`write_articles` directly).
+
+    Args:
+        session: the caller's session (the caller commits).
+        source_id: the source the items come from.
+        items: the document's normalised items.
+        now: the fetch time.
+        complete: applied to new and changed items only, before they are written (language
+            detection and enrichment: unchanged items, most of a re-polled feed, skip them).
+    """
+
+    def run(sync: Session) -> list[tuple[StoredArticle, UpsertOutcome]]:
+        conn = sync.connection()
+        plan = plan_articles(conn, source_id=source_id, items=items, complete=complete)
+        return write_articles(conn, plan, now=now)
+
+    return await session.run_sync(run)
 
 
 def _columns(data: ArticleData) -> dict[str, object]:

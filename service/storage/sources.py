@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.models import Source
 from service.exceptions import ConflictError
 from service.storage.paging import contains_text, get_or_raise, paginate, snapshot, sort_columns
 from service.storage.versioning import bump_version, delete_versioned, set_fields
+
+# The Core table, for the poller's per-document update (no ORM unit of work).
+SOURCES = cast(Table, Source.__table__)
 
 EDITABLE = (
     "name",

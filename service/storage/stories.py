@@ -11,114 +11,78 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
 
 from alerts.stories import StoryMember, canonical_member, story_text
-from service.db.models import Article, Source, Story
-from service.storage.articles import ARTICLES, StoredArticle
+from service.db.models import Story
+from service.storage.articles import ARTICLES, ArticleData, StoredArticle
+from service.storage.sources import SOURCES
 
-__all__ = ["StoryEntry", "attach_to_story", "file_into_stories", "recent_story_entries"]
+__all__ = [
+    "NewStories",
+    "StoryEntry",
+    "finish_stories",
+    "open_stories",
+    "recent_story_entries",
+    "story_key",
+]
 
 # Core tables for the bulk writes: the ORM's bulk layer costs more than the statements.
 STORIES = cast(Table, Story.__table__)
 
 StoryEntry = tuple[str, str, str]
-"""``(article id, story text, story id)`` as :class:`alerts.stories.StoryIndex` takes them."""
+"""``(article key, story text, story id)`` as :class:`alerts.stories.StoryIndex` takes them."""
 
 
-async def recent_story_entries(
-    session: AsyncSession, *, since: datetime, known: Container[str] = ()
+def story_key(source_id: str, identity: str) -> str:
+    """An article's key in the story index: known before its row (and id) exists."""
+    return f"{source_id}\n{identity}"
+
+
+def recent_story_entries(
+    conn: Connection, *, since: datetime, known: Container[str] = ()
 ) -> list[StoryEntry]:
     """Return the articles fetched since ``since`` that belong to a story.
 
-    Articles whose id (as text) is in ``known`` (the caller's index) are skipped without
-    reading their text: the caller already has them.
+    Articles whose key (:func:`story_key`) is in ``known`` (the caller's index) are skipped
+    without reading their text: the caller already has them.
     """
-    ids = await session.execute(
-        select(Article.id).where(Article.fetched_at >= since, Article.story_id.is_not(None))
+    ids = conn.execute(
+        select(ARTICLES.c.id, ARTICLES.c.source_id, ARTICLES.c.identity).where(
+            ARTICLES.c.fetched_at >= since, ARTICLES.c.story_id.is_not(None)
+        )
     )
-    wanted = [article_id for article_id in ids.scalars() if str(article_id) not in known]
+    wanted = [row.id for row in ids if story_key(row.source_id, row.identity) not in known]
     entries: list[StoryEntry] = []
     for start in range(0, len(wanted), 500):
-        rows = await session.execute(
+        rows = conn.execute(
             select(
-                Article.id, Article.title, Article.summary, Article.text, Article.story_id
-            ).where(Article.id.in_(wanted[start : start + 500]))
+                ARTICLES.c.source_id,
+                ARTICLES.c.identity,
+                ARTICLES.c.title,
+                ARTICLES.c.summary,
+                ARTICLES.c.text,
+                ARTICLES.c.story_id,
+            ).where(ARTICLES.c.id.in_(wanted[start : start + 500]))
         )
         entries.extend(
-            (str(row.id), story_text(row.title, row.summary or row.text), str(row.story_id))
+            (
+                story_key(row.source_id, row.identity),
+                story_text(row.title, row.summary or row.text),
+                str(row.story_id),
+            )
             for row in rows
         )
     return entries
 
 
-async def _member(session: AsyncSession, article_id: int) -> StoryMember | None:
-    row = (
-        await session.execute(
-            select(Article.id, Article.published_at, Source.tier)
-            .join(Source, Source.id == Article.source_id)
-            .where(Article.id == article_id)
-        )
-    ).one_or_none()
-    if row is None:
-        return None
-    return StoryMember(article_key=str(row.id), tier=row.tier, published=row.published_at)
-
-
-async def attach_to_story(
-    session: AsyncSession,
-    *,
-    article: Article,
-    tier: str,
-    story_id: int | None,
-    now: datetime,
-) -> Story:
-    """Put ``article`` in story ``story_id`` (or a new story) and return the story.
-
-    The story remembers every outlet (source id) that reported it; its canonical article is
-    the official-tier one if any, else the earliest published.
-    """
-    story = await session.get(Story, story_id) if story_id is not None else None
-    if story is None:
-        story = Story(
-            title=article.title,
-            canonical_article_id=article.id,
-            first_seen_at=now,
-            last_seen_at=now,
-            article_count=1,
-            source_ids=[article.source_id],
-        )
-        session.add(story)
-        await session.flush()
-        article.story_id = story.id
-        return story
-    article.story_id = story.id
-    story.article_count += 1
-    story.last_seen_at = now
-    if article.source_id not in story.source_ids:
-        story.source_ids = [*story.source_ids, article.source_id]
-    newcomer = StoryMember(article_key=str(article.id), tier=tier, published=article.published_at)
-    current = (
-        await _member(session, story.canonical_article_id)
-        if story.canonical_article_id is not None
-        else None
-    )
-    best = canonical_member([newcomer] if current is None else [current, newcomer])
-    if best is newcomer:
-        story.canonical_article_id = article.id
-        story.title = article.title
-    await session.flush()
-    return story
-
-
-async def _members(session: AsyncSession, article_ids: Sequence[int]) -> dict[int, StoryMember]:
+def _members(conn: Connection, article_ids: Sequence[int]) -> dict[int, StoryMember]:
     if not article_ids:
         return {}
-    rows = await session.execute(
-        select(Article.id, Article.published_at, Source.tier)
-        .join(Source, Source.id == Article.source_id)
-        .where(Article.id.in_(list(article_ids)))
+    rows = conn.execute(
+        select(ARTICLES.c.id, ARTICLES.c.published_at, SOURCES.c.tier)
+        .join(SOURCES, SOURCES.c.id == ARTICLES.c.source_id)
+        .where(ARTICLES.c.id.in_(list(article_ids)))
     )
     return {
         row.id: StoryMember(article_key=str(row.id), tier=row.tier, published=row.published_at)
@@ -128,48 +92,65 @@ async def _members(session: AsyncSession, article_ids: Sequence[int]) -> dict[in
 
 @dataclass(slots=True)
 class _Draft:
-    """A story row as the batch leaves it (``id`` is None until a new one is inserted)."""
+    """A story row as the batch leaves it."""
 
-    id: int | None
+    id: int
     title: str
     canonical_article_id: int | None
     article_count: int
     source_ids: list[str]
 
 
-async def file_into_stories(
-    session: AsyncSession,
-    *,
-    placements: Sequence[tuple[StoredArticle, int | None]],
-    tier: str,
-    now: datetime,
-) -> dict[int, int]:
-    """Batch form of :func:`attach_to_story` for one source's new articles.
+@dataclass(frozen=True, slots=True)
+class NewStories:
+    """The stories a batch of new articles joins, from :func:`open_stories`.
 
-    The stories are decided in memory and written with three bulk statements (new stories,
-    changed stories, the articles' story ids) instead of one ORM flush per row.
+    Attributes:
+        story_ids: the story of each article, in the batch's order.
+        existing: the earlier stories the batch joins, as stored before it.
+        founded: the ids of the stories the batch founded (inserted with a provisional
+            canonical article, which :func:`finish_stories` sets).
+    """
+
+    story_ids: list[int]
+    existing: dict[int, _Draft]
+    founded: frozenset[int]
+
+
+def open_stories(
+    conn: Connection,
+    *,
+    articles: Sequence[ArticleData],
+    placements: Sequence[int | None],
+    source_id: str,
+    now: datetime,
+) -> NewStories:
+    """Give each new article its story id before the article rows are written.
+
+    Inserts one row per story the batch founds, so the articles' INSERT carries their
+    ``story_id`` (no second statement per article). A founded story's canonical article is not
+    known yet: it is stored as a negative placeholder until :func:`finish_stories`, in the
+    same transaction (``canonical_article_id`` is not a foreign key).
 
     Args:
-        placements: each new article with the id of the story it joins, or ``None`` to found
-            a new story; an article may join a story founded earlier in the same batch by
-            naming ``-article.id`` of its founder.
-        tier: the tier of the articles' source.
+        articles: the source's new articles, in order.
+        placements: for each article, the id of the earlier story it joins (``> 0``), ``-(j +
+            1)`` to join the story founded by article ``j`` of this batch, or ``None`` to
+            found a new story.
+        source_id: the articles' source.
         now: the fetch time.
-
-    Returns:
-        The story id of every placed article, by article id.
     """
-    wanted = {story_id for _, story_id in placements if story_id is not None and story_id > 0}
+    wanted = {story for story in placements if story is not None and story > 0}
     existing: dict[int, _Draft] = {}
     if wanted:
-        rows = await session.execute(
+        rows = conn.execute(
             select(
-                Story.id,
-                Story.title,
-                Story.canonical_article_id,
-                Story.article_count,
-                Story.source_ids,
-            ).where(Story.id.in_(list(wanted)))
+                STORIES.c.id,
+                STORIES.c.title,
+                STORIES.c.canonical_article_id,
+                STORIES.c.article_count,
+                STORIES.c.source_ids,
+            ).where(STORIES.c.id.in_(list(wanted)))
         )
         existing = {
             row.id: _Draft(
@@ -181,81 +162,116 @@ async def file_into_stories(
             )
             for row in rows
         }
-    canonical = await _members(
-        session,
-        [s.canonical_article_id for s in existing.values() if s.canonical_article_id is not None],
-    )
-    founded: dict[int, _Draft] = {}
-    best: dict[int, StoryMember] = {}
-    out: dict[int, _Draft] = {}
-    for article, story_id in placements:
-        data = article.data
-        newcomer = StoryMember(str(article.id), tier, data.published_at)
-        story: _Draft | None = None
-        if story_id is not None and story_id > 0:
-            story = existing.get(story_id)
-        elif story_id is not None:
-            story = founded.get(-story_id)
-        if story is None:
-            story = _Draft(None, data.title, article.id, 0, [])
-            founded[article.id] = story
-            best[id(story)] = newcomer
-        story.article_count += 1
-        if article.source_id not in story.source_ids:
-            story.source_ids = [*story.source_ids, article.source_id]
-        current = best.get(id(story))
-        if current is None and story.canonical_article_id is not None:
-            current = canonical.get(story.canonical_article_id)
-        winner = canonical_member([newcomer] if current is None else [current, newcomer])
-        best[id(story)] = winner
-        if winner is newcomer:
-            story.canonical_article_id = article.id
-            story.title = data.title
-        out[article.id] = story
-    drafts = list(founded.values())
-    if drafts:
-        # Each new story's canonical article is one of its own articles, so no two share it:
-        # it pairs the returned ids with the drafts in whatever order the rows come back.
-        inserted = await session.execute(
+    founders = [
+        i
+        for i, story in enumerate(placements)
+        if story is None or (story > 0 and story not in existing)
+    ]
+    founded: dict[int, int] = {}
+    if founders:
+        # The placeholder -(i + 1) is unique in the batch: it pairs the returned ids with the
+        # founders in whatever order the rows come back.
+        inserted = conn.execute(
             insert(STORIES).returning(STORIES.c.id, STORIES.c.canonical_article_id),
             [
                 {
-                    "title": d.title,
-                    "canonical_article_id": d.canonical_article_id,
+                    "title": articles[i].title,
+                    "canonical_article_id": -(i + 1),
                     "first_seen_at": now,
                     "last_seen_at": now,
-                    "article_count": d.article_count,
-                    "source_ids": d.source_ids,
+                    "article_count": 1,
+                    "source_ids": [source_id],
                 }
-                for d in drafts
+                for i in founders
             ],
         )
-        by_canonical = {d.canonical_article_id: d for d in drafts}
-        for row in inserted:
-            by_canonical[row.canonical_article_id].id = row.id
-    new_drafts = {id(d) for d in drafts}
-    touched = {id(d): d for d in out.values() if id(d) not in new_drafts}
-    if touched:
-        await session.execute(
-            update(Story),
+        founded = {-row.canonical_article_id - 1: row.id for row in inserted}
+    story_ids: list[int] = []
+    for i, story in enumerate(placements):
+        if i in founded:
+            story_ids.append(founded[i])
+        elif story is not None and story > 0:
+            story_ids.append(story)
+        else:
+            assert story is not None  # a founder's index is in founded
+            story_ids.append(story_ids[-story - 1])
+    return NewStories(story_ids, existing, frozenset(founded.values()))
+
+
+def finish_stories(
+    conn: Connection,
+    *,
+    opened: NewStories,
+    articles: Sequence[StoredArticle],
+    tier: str,
+    now: datetime,
+) -> None:
+    """Bring the batch's stories up to date now that its articles have ids.
+
+    Each story remembers every outlet (source id) that reported it; its canonical article is
+    the official-tier one if any, else the earliest published. A founded story that got no
+    other article (most of them) takes its founder as canonical in one statement for all;
+    the others are updated row by row in one executemany.
+
+    Args:
+        opened: from :func:`open_stories` for the same batch.
+        articles: the batch's articles as written, in the same order.
+        tier: the tier of the articles' source.
+        now: the fetch time.
+    """
+    existing = opened.existing
+    canonical = _members(
+        conn,
+        [s.canonical_article_id for s in existing.values() if s.canonical_article_id is not None],
+    )
+    drafts: dict[int, _Draft] = dict(existing)
+    best: dict[int, StoryMember] = {}
+    for article, story_id in zip(articles, opened.story_ids, strict=True):
+        data = article.data
+        newcomer = StoryMember(str(article.id), tier, data.published_at)
+        story = drafts.get(story_id)
+        if story is None:
+            story = drafts[story_id] = _Draft(story_id, data.title, article.id, 0, [])
+            best[story_id] = newcomer
+        story.article_count += 1
+        if article.source_id not in story.source_ids:
+            story.source_ids = [*story.source_ids, article.source_id]
+        current = best.get(story_id)
+        if current is None and story.canonical_article_id is not None:
+            current = canonical.get(story.canonical_article_id)
+        winner = canonical_member([newcomer] if current is None else [current, newcomer])
+        best[story_id] = winner
+        if winner is newcomer:
+            story.canonical_article_id = article.id
+            story.title = data.title
+    # As inserted: one article, the founder, whose id is the only one with that story id.
+    alone = [story_id for story_id in opened.founded if drafts[story_id].article_count == 1]
+    if alone:
+        first = (
+            select(func.min(ARTICLES.c.id))
+            .where(ARTICLES.c.story_id == STORIES.c.id)
+            .scalar_subquery()
+        )
+        for start in range(0, len(alone), 500):
+            conn.execute(
+                update(STORIES)
+                .where(STORIES.c.id.in_(alone[start : start + 500]))
+                .values(canonical_article_id=first)
+            )
+    single = set(alone)
+    rest = [d for story_id, d in drafts.items() if story_id not in single]
+    if rest:
+        conn.execute(
+            update(STORIES).where(STORIES.c.id == bindparam("story_id")),
             [
                 {
-                    "id": d.id,
+                    "story_id": d.id,
                     "title": d.title,
                     "canonical_article_id": d.canonical_article_id,
                     "article_count": d.article_count,
                     "last_seen_at": now,
                     "source_ids": d.source_ids,
                 }
-                for d in touched.values()
+                for d in rest
             ],
         )
-    filed = {article_id: draft.id for article_id, draft in out.items() if draft.id is not None}
-    if filed:
-        await session.execute(
-            update(ARTICLES)
-            .where(ARTICLES.c.id == bindparam("article_id"))
-            .values(story_id=bindparam("story_id")),
-            [{"article_id": a, "story_id": s} for a, s in filed.items()],
-        )
-    return filed

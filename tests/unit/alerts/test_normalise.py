@@ -13,6 +13,7 @@ from alerts.normalise import (
     detect_language,
     html_to_text,
     identity,
+    language_sample,
     normalise_published,
 )
 
@@ -104,6 +105,15 @@ def test_normalise_published() -> None:
 )
 def test_detect_language(text: str, language: str) -> None:
     assert detect_language(text) == language
+
+
+def test_language_sample_is_title_then_the_start_of_the_lead() -> None:
+    lead = "Газпром и Пакистан подписали соглашение о поставках сжиженного газа. " * 20
+    sample = language_sample("Россия и Пакистан", lead)
+    assert sample.startswith("Россия и Пакистан\nГазпром")
+    assert len(sample) == 300 < len(lead)
+    assert detect_language(sample) == "ru"
+    assert language_sample("Short", "lead") == "Short\nlead"
 
 
 def test_content_hash_ignores_case_and_spacing() -> None:

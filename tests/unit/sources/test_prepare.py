@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from alerts.normalise import detect_language
+from alerts.normalise import detect_language, language_sample
 from service.jobs.poll import load_gazetteer, normalise_item, prepare_item
 from service.sources.parsers import ParsedItem, parser_for
 
@@ -48,7 +48,8 @@ def test_completed_item_equals_the_one_step_enrichment(name: str) -> None:
             found = GAZETTEER.find(f"{title}\n{data.summary}\n{data.text}")
             assert data.countries == tuple(sorted(found.countries))
             assert data.entities == tuple(sorted(found.entities))
-            assert data.language == (detect_language(f"{title}\n{data.text}") or None)
+            sample = language_sample(title, data.summary or data.text)
+            assert data.language == (detect_language(sample) or None)
             one_step = normalise_item(
                 item, fetched_at=FETCHED, gazetteer=GAZETTEER, page_text=page_text
             )
