@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from alerts.types import Article, RuleSpec
@@ -159,15 +160,11 @@ PROFILES = ("broad", "selective")
 """Rule workloads: the reference's broad one, and selective watch rules (see the module)."""
 
 
-def make_rules(
-    count: int, tails: list[str], *, seed: int = 2, profile: str = "broad"
-) -> list[RuleSpec]:
-    """Return ``count`` rules of ``profile``: the reference's six templates, or selective ones."""
-    if profile == "selective":
-        return _selective_rules(count, tails, seed)
-    if profile != "broad":
-        raise ValueError(f"unknown rule profile {profile!r}; expected one of {PROFILES}")
-    rng = random.Random(seed)
+Picker = Callable[[], str]
+
+
+def _pickers(rng: random.Random) -> tuple[Picker, Picker, Picker]:
+    """Return pickers of a quoted energy term (Zipf-weighted), country and company."""
     energy_w = _zipf_weights(len(ENERGY), 0.6)
 
     def energy() -> str:
@@ -178,6 +175,20 @@ def make_rules(
 
     def company() -> str:
         return _quote(rng.choice(COMPANIES))
+
+    return energy, country, company
+
+
+def make_rules(
+    count: int, tails: list[str], *, seed: int = 2, profile: str = "broad"
+) -> list[RuleSpec]:
+    """Return ``count`` rules of ``profile``: the reference's six templates, or selective ones."""
+    if profile == "selective":
+        return _selective_rules(count, tails, seed)
+    if profile != "broad":
+        raise ValueError(f"unknown rule profile {profile!r}; expected one of {PROFILES}")
+    rng = random.Random(seed)
+    energy, country, company = _pickers(rng)
 
     def tail() -> str:
         return _quote(rng.choice(tails))
@@ -209,16 +220,7 @@ def make_rules(
 def _selective_rules(count: int, tails: list[str], seed: int) -> list[RuleSpec]:
     """Return ``count`` watch rules that each need something specific to co-occur."""
     rng = random.Random(seed)
-    energy_w = _zipf_weights(len(ENERGY), 0.6)
-
-    def energy() -> str:
-        return _quote(rng.choices(ENERGY, cum_weights=energy_w)[0])
-
-    def country() -> str:
-        return _quote(rng.choice(COUNTRIES))
-
-    def company() -> str:
-        return _quote(rng.choice(COMPANIES))
+    energy, country, company = _pickers(rng)
 
     rules: list[RuleSpec] = []
     for number in range(count):
