@@ -740,7 +740,14 @@ class DeliveryAttemptPublic(_Out):
     number: int
     started_at: dt.datetime
     finished_at: dt.datetime | None
-    outcome: str
+    outcome: str = Field(
+        description=(
+            "started (in flight, or caught by a crash), delivered, retry (a later attempt "
+            "follows), failed, disabled (the answer disabled the endpoint), abandoned (a crash "
+            "left it unfinished; the retry is flagged possible_duplicate) or cancelled (the "
+            "endpoint was disabled before this attempt was sent)"
+        )
+    )
     code: int | None
     response: str | None
     error: str | None
