@@ -950,8 +950,10 @@ class _Tables:
     # Per rule: (offset of the literal in the rule, check, negated) for its check literals.
     checks: list[tuple[tuple[int, _Predicate, bool], ...]]
     # Per rule with checks: each clause's (first, end) literal offsets in the rule, so a
-    # failed check re-decides its rule alone.
+    # failed check re-decides its rule alone; and whether every check is alone in its
+    # clause (then a failed check fails the rule, no re-deciding).
     clause_bounds: list[tuple[tuple[int, int], ...]]
+    checks_alone: list[bool]
     # Scoring: each rule's score keys (pattern times 3 plus the scope), padded with the
     # key of a pattern that is never found; ``wide`` rules (more keys than fit) are scored
     # one by one.
@@ -992,6 +994,7 @@ class _Tables:
         clause_counts: list[int] = []
         checks: list[tuple[tuple[int, _Predicate, bool], ...]] = []
         clause_bounds: list[tuple[tuple[int, int], ...]] = []
+        checks_alone: list[bool] = []
         for rule in rules:
             starts.append(len(slot))
             clause_counts.append(len(rule.clauses))
@@ -1010,6 +1013,13 @@ class _Tables:
             counts.append(len(slot) - starts[-1])
             checks.append(tuple(mine))
             clause_bounds.append(tuple(bounds) if mine else ())
+            checks_alone.append(
+                all(
+                    len(clause) == 1
+                    for clause in rule.clauses
+                    if any(kind == _CHECK for kind, _ref, _mask, _neg in clause)
+                )
+            )
 
         width = max(1, min(_MAX_WIDTH, max((len(r.score_keys) for r in rules), default=1)))
         score_keys = np.full((len(rules), width), patterns * 3, np.int64)
@@ -1045,6 +1055,7 @@ class _Tables:
             has_check=np.array([bool(found) for found in checks], np.bool_),
             checks=checks,
             clause_bounds=clause_bounds,
+            checks_alone=checks_alone,
             score_keys=score_keys,
             wide=wide,
             any_wide=bool(wide.any()),
@@ -1377,34 +1388,55 @@ class Matcher:
             # re-decides its own rule from that rule's literals.
             pending = np.flatnonzero(passed & checked)
             if pending.size:
-                sizes = tables.literal_count[candidates]
-                at = np.add.accumulate(sizes) - sizes
                 decided: dict[int, bool] = {}
-                for index, rule, base in zip(
-                    pending.tolist(),
-                    candidates[pending].tolist(),
-                    at[pending].tolist(),
-                    strict=True,
-                ):
+                failed: list[int] = []
+                for index, rule in zip(pending.tolist(), candidates[pending].tolist(), strict=True):
                     known = decided.get(rule)
-                    if known is not None:
-                        passed[index] = known
-                        continue
-                    failed = False
-                    for offset, check, negated in tables.checks[rule]:
-                        if bool(check(counts, doc)) == negated:
-                            truth[base + offset] = False
-                            failed = True
-                    if failed:
-                        bounds = tables.clause_bounds[rule]
-                        flags = truth[base : base + bounds[-1][1]].tolist()
-                        passed[index] = all(any(flags[a:b]) for a, b in bounds)
-                    decided[rule] = bool(passed[index])
+                    if known is None:
+                        known = decided[rule] = self._check(rule, index, candidates, truth, doc)
+                    if not known:
+                        failed.append(index)
+                if failed:
+                    passed[failed] = False
         matched = candidates[passed]
         if not matched.size:
             return []
         matched = _distinct(matched)
         return self._results(doc, matched, found, packed)
+
+    def _check(
+        self,
+        rule: int,
+        index: int,
+        candidates: _Ints,
+        truth: npt.NDArray[np.bool_],
+        doc: _Doc,
+    ) -> bool:
+        """Run the checks of ``rule`` (candidate ``index``), which passes everything else.
+
+        A check alone in its clause decides the rule: it fails when the check does. Other
+        rules (a check OR'ed with words) are decided again from their literals in ``truth``
+        (candidate ``index``'s rows), with their failed checks made false.
+        """
+        tables = self._tables
+        counts = doc.counts
+        if tables.checks_alone[rule]:
+            for _offset, check, negated in tables.checks[rule]:
+                if bool(check(counts, doc)) == negated:
+                    return False
+            return True
+        sizes = tables.literal_count[candidates[:index]]
+        base = int(np.add.reduce(sizes)) if sizes.size else 0
+        failed = False
+        for offset, check, negated in tables.checks[rule]:
+            if bool(check(counts, doc)) == negated:
+                truth[base + offset] = False
+                failed = True
+        if not failed:
+            return True
+        bounds = tables.clause_bounds[rule]
+        flags = truth[base : base + bounds[-1][1]].tolist()
+        return all(any(flags[a:b]) for a, b in bounds)
 
     def _results(self, doc: _Doc, matched: _Ints, found: _Ints, packed: _Ints) -> list[Match]:
         """Score the matched rules, keep those reaching their ``min_score``, make matches."""
