@@ -7,6 +7,7 @@ spellings of a private address are all refused (delivery-standards §4.1, SEC-01
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import re
 import select
@@ -103,6 +104,12 @@ def ip_refusal_reason(ip: IPAddress, *, allow_loopback: bool) -> str | None:
         ip: the resolved address.
         allow_loopback: accept ``127.0.0.0/8`` and ``::1`` (tests and local sources only).
     """
+    return _refusal_reason(ip, allow_loopback)
+
+
+@functools.lru_cache(maxsize=4096)
+def _refusal_reason(ip: IPAddress, allow_loopback: bool) -> str | None:
+    # A pure function of the address, asked again for every request to an endpoint.
     inner = _unwrap(ip)
     for candidate in (inner, ip) if inner != ip else (ip,):
         if allow_loopback and _is_loopback(candidate):
@@ -125,6 +132,7 @@ def ip_refusal_reason(ip: IPAddress, *, allow_loopback: bool) -> str | None:
 _INET_ATON_FORM = re.compile(r"^(?:0x[0-9a-f]+|[0-9]+)(?:\.(?:0x[0-9a-f]+|[0-9]+)){0,3}$", re.I)
 
 
+@functools.lru_cache(maxsize=1024)
 def _literal_address(host: str) -> IPAddress | None:
     """Return ``host`` as an address when it is one, in any spelling the C resolver accepts.
 

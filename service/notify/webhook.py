@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
+import functools
 import hmac
 import json
 import random
@@ -60,6 +60,12 @@ def secret_key(secret: str) -> bytes:
     Raises:
         ValueError: the secret lacks the prefix or is not valid base64 of 24–64 bytes.
     """
+    return _secret_key(secret)
+
+
+@functools.lru_cache(maxsize=256)
+def _secret_key(secret: str) -> bytes:
+    # Every attempt to an endpoint signs with the same few secrets.
     if not secret.startswith(SECRET_PREFIX):
         raise ValueError("webhook secrets start with whsec_")
     try:
@@ -74,7 +80,7 @@ def secret_key(secret: str) -> bytes:
 def sign(msg_id: str, timestamp: int, body: bytes, secret: str) -> str:
     """Return one ``v1,<base64>`` signature of ``{msg_id}.{timestamp}.{body}``."""
     signed = f"{msg_id}.{timestamp}.".encode() + body
-    digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
+    digest = hmac.digest(secret_key(secret), signed, "sha256")
     return "v1," + base64.b64encode(digest).decode("ascii")
 
 
