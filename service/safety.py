@@ -7,9 +7,12 @@ spellings of a private address are all refused (delivery-standards §4.1, SEC-01
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import re
+import select
 import socket
+import ssl
 import typing
 from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
@@ -101,6 +104,12 @@ def ip_refusal_reason(ip: IPAddress, *, allow_loopback: bool) -> str | None:
         ip: the resolved address.
         allow_loopback: accept ``127.0.0.0/8`` and ``::1`` (tests and local sources only).
     """
+    return _refusal_reason(ip, allow_loopback)
+
+
+@functools.lru_cache(maxsize=4096)
+def _refusal_reason(ip: IPAddress, allow_loopback: bool) -> str | None:
+    # A pure function of the address, asked again for every request to an endpoint.
     inner = _unwrap(ip)
     for candidate in (inner, ip) if inner != ip else (ip,):
         if allow_loopback and _is_loopback(candidate):
@@ -123,6 +132,7 @@ def ip_refusal_reason(ip: IPAddress, *, allow_loopback: bool) -> str | None:
 _INET_ATON_FORM = re.compile(r"^(?:0x[0-9a-f]+|[0-9]+)(?:\.(?:0x[0-9a-f]+|[0-9]+)){0,3}$", re.I)
 
 
+@functools.lru_cache(maxsize=1024)
 def _literal_address(host: str) -> IPAddress | None:
     """Return ``host`` as an address when it is one, in any spelling the C resolver accepts.
 
@@ -240,13 +250,14 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         failure: httpcore.ConnectError | None = None
         for ip in dict.fromkeys(checked):
             try:
-                return await self._inner.connect_tcp(
+                stream = await self._inner.connect_tcp(
                     str(ip),
                     port,
                     timeout=timeout,
                     local_address=local_address,
                     socket_options=socket_options,
                 )
+                return _SocketStream(stream)
             except httpcore.ConnectError as exc:
                 # "localhost" may list ::1 first while the server listens on 127.0.0.1 only.
                 failure = exc
@@ -264,6 +275,129 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     async def sleep(self, seconds: float) -> None:
         """Delegate to the wrapped backend."""
         await self._inner.sleep(seconds)
+
+
+def _is_readable(sock: socket.socket | None) -> bool:
+    """Whether a socket has data (or its end) waiting; a missing or closed one counts as so."""
+    fd = -1 if sock is None else sock.fileno()
+    if fd < 0:
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class _SocketStream(httpcore.AsyncNetworkStream):
+    """A connection's stream that looks its socket up once, when the connection is made.
+
+    The pool asks every kept-alive connection whether its socket became readable (the
+    server closed it) each time it assigns a request or takes a response back. anyio answers
+    that by rebuilding the stream's attribute table, ``getpeername()`` included, per
+    question; the socket cannot change for the life of the stream, so it is kept here.
+    Nothing about the checks changes: each new connection still goes through
+    :meth:`GuardedBackend.connect_tcp`.
+    """
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+        self._socket: socket.socket | None = inner.get_extra_info("socket")
+
+    async def read(
+        self,
+        max_bytes: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+    ) -> bytes:
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(
+        self,
+        buffer: bytes,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+    ) -> None:
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+    ) -> httpcore.AsyncNetworkStream:
+        return _SocketStream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> typing.Any:
+        if info == "is_readable":
+            return _is_readable(self._socket)
+        if info == "socket":
+            return self._socket
+        return self._inner.get_extra_info(info)
+
+
+class _ConnectionPool(httpcore.AsyncConnectionPool):
+    """httpcore's pool, except that a connection is handed to one waiting request at a time.
+
+    httpcore 1.0's pass that assigns queued requests to connections treats an idle HTTP/1.1
+    connection as free until the request it was given actually starts on it. Requests that
+    arrive together (the delivery job's lanes start a group at once) are therefore all
+    given the same idle connection; all but one fail with ``ConnectionNotAvailable`` and go
+    round the pool again, each retry another pass over every connection. Here a connection
+    given to a request that has not started yet is spoken for: not reused for, and not
+    closed under, another request (encode/httpcore#1110 and the review of #1111). Otherwise
+    this is httpcore 1.0.9's ``_assign_requests_to_connections``, including its count of
+    surplus keep-alive connections; ``tests/unit/sources/test_connection_pool.py`` fails if
+    the pool stops using it.
+    """
+
+    def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
+        closing: list[httpcore.AsyncConnectionInterface] = []
+        # Idle, yet already given to a request that has not started on it.
+        spoken_for = {
+            id(request.connection)
+            for request in self._requests
+            if request.connection is not None and request.connection.is_idle()
+        }
+        for connection in list(self._connections):
+            if connection.is_closed():
+                self._connections.remove(connection)
+            elif connection.has_expired() or (
+                # A surplus keep-alive connection (httpcore counts all connections here).
+                connection.is_idle()
+                and id(connection) not in spoken_for
+                and len(self._connections) > self._max_keepalive_connections
+            ):
+                self._connections.remove(connection)
+                closing.append(connection)
+        for pool_request in [request for request in self._requests if request.is_queued()]:
+            origin = pool_request.request.url.origin
+            available = [
+                connection
+                for connection in self._connections
+                if id(connection) not in spoken_for
+                and connection.can_handle_request(origin)
+                and connection.is_available()
+            ]
+            if available:
+                connection = available[0]
+            elif len(self._connections) < self._max_connections:
+                connection = self.create_connection(origin)
+                self._connections.append(connection)
+            else:
+                idle = [
+                    connection
+                    for connection in self._connections
+                    if id(connection) not in spoken_for and connection.is_idle()
+                ]
+                if not idle:
+                    continue
+                self._connections.remove(idle[0])
+                closing.append(idle[0])
+                connection = self.create_connection(origin)
+                self._connections.append(connection)
+            pool_request.assign_to_connection(connection)
+            spoken_for.add(id(connection))
+        return closing
 
 
 def guarded_transport(
@@ -286,7 +420,7 @@ def guarded_transport(
     # httpx 0.28 has no public way to hand a network backend to its pool, so the pool is
     # rebuilt with one; httpx is pinned and tests/integration/sources/test_safety_transport.py
     # fails if this stops taking effect.
-    transport._pool = httpcore.AsyncConnectionPool(
+    transport._pool = _ConnectionPool(
         ssl_context=httpx.create_ssl_context(trust_env=False),
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
+import functools
 import hmac
 import json
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -42,6 +42,7 @@ RETRY_SCHEDULE: tuple[timedelta, ...] = (
 DISABLE_AFTER = timedelta(days=5)
 MAX_RETRY_AFTER = timedelta(hours=24)
 EXCERPT_BYTES = 1024
+_URL_CACHE = 1024
 _MSG_ID = re.compile(r"^[A-Za-z0-9_-]+\Z")
 
 WebhookStatus = Literal["delivered", "retry", "disabled", "failed"]
@@ -59,6 +60,12 @@ def secret_key(secret: str) -> bytes:
     Raises:
         ValueError: the secret lacks the prefix or is not valid base64 of 24–64 bytes.
     """
+    return _secret_key(secret)
+
+
+@functools.lru_cache(maxsize=256)
+def _secret_key(secret: str) -> bytes:
+    # Every attempt to an endpoint signs with the same few secrets.
     if not secret.startswith(SECRET_PREFIX):
         raise ValueError("webhook secrets start with whsec_")
     try:
@@ -73,7 +80,7 @@ def secret_key(secret: str) -> bytes:
 def sign(msg_id: str, timestamp: int, body: bytes, secret: str) -> str:
     """Return one ``v1,<base64>`` signature of ``{msg_id}.{timestamp}.{body}``."""
     signed = f"{msg_id}.{timestamp}.".encode() + body
-    digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
+    digest = hmac.digest(secret_key(secret), signed, "sha256")
     return "v1," + base64.b64encode(digest).decode("ascii")
 
 
@@ -225,9 +232,13 @@ def classify_response(status_code: int, headers: httpx.Headers) -> WebhookStatus
 class WebhookSender:
     """Posts signed webhooks through a shared ``httpx.AsyncClient``.
 
-    Redirects are never followed (each request passes ``follow_redirects=False``), and
-    ``url_guard`` runs before every attempt; pair it with a client whose transport pins the
-    resolved address (SEC-02), since the guard alone cannot prevent DNS rebinding.
+    A webhook is one request and its answer, so each attempt goes straight to the client's
+    transport for the URL (its keep-alive pool, and the connect-time checks of a guarded
+    transport) rather than through the client's request machinery: redirects are never
+    followed, no cookies are stored or sent, and the client's auth and event hooks do not
+    apply. The timeout covers each phase (connect, write, read, pool wait). ``url_guard``
+    runs before every attempt; pair it with a client whose transport pins the resolved
+    address (SEC-02), since the guard alone cannot prevent DNS rebinding.
     """
 
     def __init__(
@@ -235,7 +246,18 @@ class WebhookSender:
     ) -> None:
         self._client = client
         self._timeout = timeout
+        self._timeouts = httpx.Timeout(timeout).as_dict()
         self._guard = url_guard
+        # Parsed endpoint URLs: a batch sends to few endpoints, many times each.
+        self._urls: dict[str, httpx.URL] = {}
+
+    def _url(self, url: str) -> httpx.URL:
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= _URL_CACHE:
+                self._urls.clear()
+            parsed = self._urls[url] = httpx.URL(url)
+        return parsed
 
     async def send(
         self,
@@ -277,20 +299,31 @@ class WebhookSender:
             await self._guard(url)
         except UnsafeURLError as exc:
             return WebhookOutcome("failed", None, None, f"refused URL: {exc.reason}", elapsed())
+        # The receiver's answer is read as sent (at most 1 KB of it): ask for it unencoded.
+        headers["accept-encoding"] = "identity"
         try:
-            async with self._client.stream(
+            target = self._url(url)
+            request = httpx.Request(
                 "POST",
-                url,
+                target,
                 content=body,
                 headers=headers,
-                timeout=self._timeout,
-                follow_redirects=False,
-            ) as response:
-                excerpt = bytearray()
-                async for chunk in response.aiter_bytes():
+                extensions={"timeout": self._timeouts},
+            )
+            response = await self._client._transport_for_url(target).handle_async_request(request)
+            excerpt = bytearray()
+            stream = response.stream
+            assert isinstance(stream, httpx.AsyncByteStream)
+            chunks = aiter(stream)
+            try:
+                async for chunk in chunks:
                     excerpt += chunk
                     if len(excerpt) >= EXCERPT_BYTES:
                         break
+            finally:
+                if isinstance(chunks, AsyncGenerator):
+                    await chunks.aclose()
+                await stream.aclose()
         except httpx.TimeoutException as exc:
             return WebhookOutcome("retry", None, None, f"timeout: {type(exc).__name__}", elapsed())
         except httpx.TransportError as exc:

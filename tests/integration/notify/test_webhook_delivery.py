@@ -80,6 +80,19 @@ async def test_500_then_200_keeps_the_webhook_id(
     assert delivered.headers["user-agent"].startswith("dealwatch-webhooks/")
 
 
+async def test_a_receiver_cookie_is_neither_kept_nor_sent(
+    receiver: WebhookReceiver, http_client: httpx.AsyncClient
+) -> None:
+    receiver.script("hooks", Scripted(500, headers={"Set-Cookie": "session=abc; Path=/"}))
+    webhook = sender(http_client)
+    assert (await send(webhook, receiver)).status == "retry"
+    assert (await send(webhook, receiver)).status == "delivered"
+    assert "cookie" not in receiver.deliveries[1].headers
+    assert len(http_client.cookies.jar) == 0
+    # The answer's excerpt is read as sent.
+    assert receiver.deliveries[0].headers["accept-encoding"] == "identity"
+
+
 async def test_410_disables(receiver: WebhookReceiver, http_client: httpx.AsyncClient) -> None:
     receiver.script("hooks", Scripted(410))
     outcome = await send(sender(http_client), receiver)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import Sequence
+from typing import Any
 
+import httpcore
 import httpx
 import pytest
 
 from service.exceptions import FetchError
 from service.runtime import make_http_client
-from service.safety import guarded_transport
+from service.safety import _SocketStream, guarded_transport
 from service.settings import HttpSettings
 from service.sources.fetcher import Fetched, FetchOptions, fetch
 from tests.support.http_server import LocalHTTPServer, Response
@@ -85,3 +89,48 @@ async def test_the_process_client_uses_the_guard() -> None:
             )
             assert isinstance(result, Fetched)
         assert len(server.requests) == 1
+
+
+class _FakeStream(httpcore.AsyncNetworkStream):
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.lookups = 0
+
+    def get_extra_info(self, info: str) -> Any:
+        self.lookups += 1
+        return self.sock if info == "socket" else None
+
+
+def test_a_connection_looks_its_socket_up_once() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        inner = _FakeStream(ours)
+        stream = _SocketStream(inner)
+        assert stream.get_extra_info("is_readable") is False
+        assert stream.get_extra_info("is_readable") is False
+        theirs.close()  # the server ends a kept-alive connection
+        assert stream.get_extra_info("is_readable") is True
+        ours.close()
+        assert stream.get_extra_info("is_readable") is True
+        assert inner.lookups == 1
+
+
+async def test_connections_are_reused_and_each_new_one_is_checked() -> None:
+    checked: list[str] = []
+
+    async def resolve(host: str, port: int) -> Sequence[str]:
+        checked.append(host)
+        return ["127.0.0.1"]
+
+    with LocalHTTPServer() as server:
+        server.route("/hook", Response(status=204), method="POST")
+        transport = guarded_transport(allow_loopback=True, limits=LIMITS, resolver=resolve)
+        async with httpx.AsyncClient(transport=transport) as client:
+            url = f"http://hooks.example.org:{server.port}/hook"
+            for _ in range(3):
+                responses = await asyncio.gather(*(client.post(url) for _ in range(4)))
+                assert [response.status_code for response in responses] == [204] * 4
+            connections = transport._pool.connections
+            assert 1 <= len(connections) <= 4
+        # One connect-time check per connection the pool opened, none per request.
+        assert 1 <= len(checked) <= 4
