@@ -4,9 +4,10 @@ How :class:`Matcher` works:
 
 1. Every text leaf of every rule becomes a pattern over analysed tokens: ``" pipelin "`` (a
    stem), ``" pakistan stream "`` (a phrase), ``" explor"`` (a prefix, no trailing space).
-   All patterns go into one Aho-Corasick automaton (pyahocorasick). An article is analysed
-   once; its title and body become space-padded token strings, scanned once each, so the
-   space padding gives whole-token matches without boundary checks.
+   The patterns of each space (stems, folded forms) go into one Aho-Corasick automaton
+   (ahocorasick-rs's DFA). An article is analysed once; its title and body become
+   space-padded token strings, scanned once each, so the space padding gives whole-token
+   matches without boundary checks.
 2. Each rule is indexed under a minimal anchor set of patterns, at least one of which must
    occur in any article the rule matches (OR: union of the branches; AND: the branch with
    the rarest anchors; NOT and metadata: none). Rules with no anchor (only metadata, such as
@@ -28,13 +29,13 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
 from operator import itemgetter
 from typing import Final, TypeVar, cast
 
-import ahocorasick
+import ahocorasick_rs
 import numpy as np
 import numpy.typing as npt
 
@@ -84,8 +85,11 @@ _STEMS: Final = 0
 _FORMS: Final = 1
 _Key = TypeVar("_Key", str, int)
 _Located = dict[int, list[tuple[int, int]]]
-# (line, pattern space, automaton hits on it) for each line of a field a matcher scans.
-_Hits = list[tuple[str, int, list[tuple[int, tuple[tuple[int, ...], tuple[int, ...]]]]]]
+# (line, the pattern of each automaton key, the automaton's hits on the line) for each line
+# of a field a matcher scans; a hit is (key, start, end).
+_Hits = list[tuple[str, tuple[int, ...], list[tuple[int, int, int]]]]
+# A pattern space, its automaton, and the pattern of each of the automaton's keys.
+_Automaton = tuple[int, ahocorasick_rs.AhoCorasick, tuple[int, ...]]
 # Literal kinds: a pattern's presence, an exact metadata value, a check (a predicate).
 # A literal is (kind, pattern / metadata value / check id, field mask, negated); the mask
 # selects the title or body part of a packed count (see ``_mask``).
@@ -246,7 +250,7 @@ class _Doc:
         self,
         article: Article,
         counts: dict[int, int],
-        locate: Callable[[AnalysedText, _Hits | None], _Located] | None = None,
+        locate: Callable[[_Hits], _Located] | None = None,
     ) -> None:
         self.article = article
         self.title = analyse(article.title)
@@ -259,21 +263,22 @@ class _Doc:
         self._char_spans: dict[str, dict[tuple[int, int], tuple[int, int]]] = {}
         self._locate = locate
         self._located: dict[str, _Located] = {}
-        # Raw automaton hits by field, kept by the matcher's scan for :meth:`located`.
+        # Automaton hits by field, kept by the matcher's scan for :meth:`spots`.
         self.hits: dict[str, _Hits] = {}
         self._meta: dict[str, frozenset[str]] = {}
         # Keyed by (field, id(leaf)): hashing the frozen dataclasses costs more than the
         # look-up saves, and the leaves outlive the document (they belong to the rules).
         self._occurrences: dict[tuple[str, int], list[tuple[int, int]]] = {}
 
-    def located(self, field: TextField) -> _Located:
-        """Return pattern id -> ``(first, last)`` positions in ``field``, from the automaton."""
-        found = self._located.get(field)
-        if found is None:
+    def spots(self, field: TextField, pattern: int) -> Sequence[tuple[int, int]]:
+        """Return the ``(first, last)`` positions of ``pattern`` in ``field``, ascending."""
+        located = self._located.get(field)
+        if located is None:
             assert self._locate is not None, "only matcher documents locate patterns"
-            found = self._locate(self.text(field), self.hits.get(field))
-            self._located[field] = found
-        return found
+            # Every pattern of the field at once: one walk over a few dozen hits costs less
+            # than searching the line again for each pattern a clause or snippet asks for.
+            located = self._located[field] = self._locate(self.hits.get(field, []))
+        return located.get(pattern, ())
 
     def window(
         self, field: TextField, first: tuple[int, int], size: int
@@ -694,12 +699,11 @@ class _Compiler:
                         break
                 else:
                     continue
-                located = doc.located(field)
-                lefts = [span for i in left_ids if i in located for span in located[i]]
-                if lefts:
-                    rights = [span for i in right_ids if i in located for span in located[i]]
-                    if rights and _close(lefts, rights, distance):
-                        return True
+                spots = doc.spots
+                lefts = [span for i in left_ids for span in spots(field, i)]
+                rights = [span for i in right_ids for span in spots(field, i)]
+                if _close(lefts, rights, distance):
+                    return True
             return False
 
         return near
@@ -717,8 +721,7 @@ class _Compiler:
             if not all(counts.get(i, 0) & mask for i in need):
                 return False
             for field in fields:
-                located = doc.located(field)
-                spots = sorted((first, i) for i in need for first, _last in located.get(i, ()))
+                spots = sorted((first, i) for i in need for first, _last in doc.spots(field, i))
                 if _windows(spots, need, total, slop):
                     return True
             return False
@@ -1149,19 +1152,19 @@ class Matcher:
         self,
         rules: list[_Rule],
         tables: _Tables,
-        automaton: ahocorasick.Automaton | None,
-        uses_forms: bool,
+        automata: tuple[_Automaton, ...],
+        keys: list[tuple[int, str]],
         options: MatchOptions,
-        sizes: list[int],
         terms: dict[tuple[int, int], tuple[str, ...]] | None = None,
     ) -> None:
         self._rules = rules
         self._tables = tables
-        self._automaton = automaton
-        self._uses_forms = uses_forms
+        self._automata = automata
+        # Each pattern's space and key, and its number of tokens (the last position of an
+        # occurrence from its first).
+        self._keys = keys
+        self._sizes = [len(key.split()) for _space, key in keys]
         self._options = options
-        # Tokens per pattern: turns the end of an automaton hit into a first position.
-        self._sizes = sizes
         self._ids = [rule.spec.id for rule in rules]
         self._highlights = [rule.highlight for rule in rules]
         # (rule, found-terms bitmask) -> the terms as written: a memo shared by options.
@@ -1216,23 +1219,26 @@ class Matcher:
             )
             anchors.append(compiler.anchors(query.root))
 
-        automaton: ahocorasick.Automaton | None = None
-        if patterns.keys:
-            by_key: dict[str, tuple[list[int], list[int]]] = {}
-            for pattern, (space, key) in enumerate(patterns.keys):
-                by_key.setdefault(key, ([], []))[space].append(pattern)
-            automaton = ahocorasick.Automaton()
-            for key, (stems, forms) in by_key.items():
-                automaton.add_word(key, (tuple(stems), tuple(forms)))
-            automaton.make_automaton()
-        uses_forms = any(space == _FORMS for space, _ in patterns.keys)
+        automata: list[_Automaton] = []
+        for space in (_STEMS, _FORMS):
+            # One automaton per space: a key is then one pattern, and a line is only scanned
+            # for the patterns of its own space.
+            ids = tuple(i for i, (other, _key) in enumerate(patterns.keys) if other == space)
+            if ids:
+                automaton = ahocorasick_rs.AhoCorasick(
+                    [patterns.keys[i][1] for i in ids],
+                    # Every key that ends anywhere, overlapping ones included (" oil " inside
+                    # " crude oil price "); the DFA scans several times faster than a trie.
+                    matchkind=ahocorasick_rs.MATCHKIND_STANDARD,
+                    implementation=ahocorasick_rs.Implementation.DFA,
+                )
+                automata.append((space, automaton, ids))
         return cls(
             compiled,
             _Tables.build(compiled, anchors, compiler),
-            automaton,
-            uses_forms,
+            tuple(automata),
+            patterns.keys,
             options,
-            [len(key.split()) for _space, key in patterns.keys],
         )
 
     def __len__(self) -> int:
@@ -1243,10 +1249,9 @@ class Matcher:
         return Matcher(
             self._rules,
             self._tables,
-            self._automaton,
-            self._uses_forms,
+            self._automata,
+            self._keys,
             options,
-            self._sizes,
             self._terms,
         )
 
@@ -1255,55 +1260,41 @@ class Matcher:
         """Number of rules without anchors, verified for every article."""
         return len(self._tables.always)
 
-    def _hits(self, text: AnalysedText) -> _Hits:
-        """Return the automaton's raw hits on the lines of ``text`` the patterns use."""
-        automaton = self._automaton
-        if automaton is None:
-            return []
-        lines = [(text.stem_line, _STEMS)]
-        if self._uses_forms:
-            lines.append((text.form_line, _FORMS))
-        return [(line, space, list(automaton.iter(line))) for line, space in lines]
-
-    def _locate(self, text: AnalysedText, hits: _Hits | None = None) -> _Located:
-        """Return pattern id -> ``(first, last)`` token positions of its hits in ``text``.
-
-        Args:
-            text: the analysed field.
-            hits: the field's hits kept by :meth:`_scan`; found again when not given.
-        """
+    def _locate(self, hits: _Hits) -> _Located:
+        """Return pattern id -> ``(first, last)`` token positions of its ``hits`` in a field."""
         found: _Located = {}
         sizes = self._sizes
-        for line, space, line_hits in self._hits(text) if hits is None else hits:
+        for line, ids, line_hits in hits:
+            count = line.count
             spaces = previous = 0
-            for end, patterns in line_hits:
-                wanted = patterns[space]
-                if not wanted:
-                    continue
-                # Hits come in order of their end; the spaces before the end number the token.
-                spaces += line.count(" ", previous, end)
-                previous = end
-                last = spaces - 1
-                for pattern in wanted:
-                    found.setdefault(pattern, []).append((last - sizes[pattern] + 1, last))
+            for key, _start, end in line_hits:
+                # Hits come in order of their end (not their start); the spaces before the
+                # last character number the last token.
+                spaces += count(" ", previous, end - 1)
+                previous = end - 1
+                pattern = ids[key]
+                found.setdefault(pattern, []).append((spaces - sizes[pattern], spaces - 1))
         return found
 
     def _scan(self, doc: _Doc) -> None:
-        """Fill ``doc.counts`` with one automaton pass per line, and keep the raw hits.
+        """Fill ``doc.counts`` with one automaton pass per line, and keep the hits.
 
         Positions are only worked out from the kept hits when a snippet or a proximity
-        clause asks for them (:meth:`_Doc.located`): no second pass over the text, and no
+        clause asks for them (:meth:`_Doc.spots`): no second pass over the text, and no
         position arithmetic for articles that need none.
         """
         counts = doc.counts
         get = counts.get
-        for field, one in (("title", 1), ("body", _BODY_ONE)):
-            hits = self._hits(doc.title if field == "title" else doc.body)
+        for field, text, one in (("title", doc.title, 1), ("body", doc.body, _BODY_ONE)):
+            hits: _Hits = []
+            for space, automaton, ids in self._automata:
+                line = text.stem_line if space == _STEMS else text.form_line
+                found = automaton.find_matches_as_indexes(line, overlapping=True)
+                hits.append((line, ids, found))
+                for key, _start, _end in found:
+                    pattern = ids[key]
+                    counts[pattern] = get(pattern, 0) + one
             doc.hits[field] = hits
-            for _line, space, line_hits in hits:
-                for _end, patterns in line_hits:
-                    for pattern in patterns[space]:
-                        counts[pattern] = get(pattern, 0) + one
 
     def _meta(self, article: Article) -> list[int]:
         """Return the slots of the article's metadata values that rules ask about."""
@@ -1541,8 +1532,7 @@ def _snippet(
     for field, wanted in sides:
         if field == "body" and not doc.article.body:
             continue
-        located = doc.located(field)
-        lists = [found for found in map(located.get, wanted) if found]
+        lists = [found for found in (doc.spots(field, pattern) for pattern in wanted) if found]
         if not lists:
             continue
         first = min(map(itemgetter(0), lists))
