@@ -28,6 +28,7 @@ number of rules. :func:`evaluate` is the brute-force reference used by the tests
 from __future__ import annotations
 
 import math
+import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -1145,6 +1146,19 @@ class _Found:
         return made
 
 
+class _Scratch(threading.local):
+    """Per-thread tables a matcher fills for one article at a time (see :meth:`Matcher.match`).
+
+    Each thread gets its own (threads may match articles with one matcher at once); between
+    articles they hold the states of an article without patterns: absent truth values and
+    zero scores.
+    """
+
+    def __init__(self, tables: _Tables) -> None:
+        self.values = tables.absent.copy()
+        self.scores = np.zeros(tables.patterns * 3 + 3)
+
+
 class Matcher:
     """All enabled rules compiled into one presearch index. Immutable once built."""
 
@@ -1165,6 +1179,7 @@ class Matcher:
         self._keys = keys
         self._sizes = [len(key.split()) for _space, key in keys]
         self._options = options
+        self._scratch = _Scratch(tables)
         self._ids = [rule.spec.id for rule in rules]
         self._highlights = [rule.highlight for rule in rules]
         # (rule, found-terms bitmask) -> the terms as written: a memo shared by options.
@@ -1350,24 +1365,36 @@ class Matcher:
         size = len(counts)
         found = np.fromiter(counts, np.int64, size)
         packed = np.fromiter(counts.values(), np.int64, size)
-        # Truth values by slot (see :class:`_Tables`); a found pattern's state says whether
-        # it is in the title (1), the body (2) or both; metadata values are "both".
-        values = tables.absent.copy()
-        grid = values.reshape(-1, 6)
-        # (A list: a few dozen patterns cost less in Python than five array calls.)
-        grid[found] = _STATES[
-            [((value & _TITLE_MASK) != 0) + 2 * (value >= _BODY_ONE) for value in counts.values()]
-        ]
-        if tables.meta_fields:
-            grid[self._meta(article)] = _STATES[3]
         parts = self._parts(counts)
         if not parts:
             return []
-
-        # Every literal of every candidate, then clauses (any literal) and rules (all clauses).
-        # A rule anchored twice is decided twice: cheaper than finding the repeats first.
+        # Truth values by slot (see :class:`_Tables`); a found pattern's state says whether
+        # it is in the title (1), the body (2) or both; metadata values are "both". The
+        # thread's table holds the absent states between articles: only the rows of the
+        # article's patterns and metadata are set, and reset once read (copying the whole
+        # table per article cost more than the rest of this step).
+        values = self._scratch.values
+        grid = values.reshape(-1, 6)
+        meta = self._meta(article) if tables.meta_fields else []
+        try:
+            # (A list: a few dozen patterns cost less in Python than five array calls.)
+            grid[found] = _STATES[
+                [
+                    ((value & _TITLE_MASK) != 0) + 2 * (value >= _BODY_ONE)
+                    for value in counts.values()
+                ]
+            ]
+            if meta:
+                grid[meta] = _STATES[3]
+            # Every literal of every candidate, then clauses (any literal) and rules (all
+            # clauses). A rule anchored twice is decided twice: cheaper than finding the
+            # repeats first.
+            truth = values[np.concatenate([part[1] for part in parts])].view(np.bool_)
+        finally:
+            grid[found] = _STATES[0]
+            if meta:
+                grid[meta] = _STATES[0]
         candidates = np.concatenate([part[0] for part in parts])
-        truth = values[np.concatenate([part[1] for part in parts])].view(np.bool_)
         firsts = np.flatnonzero(np.concatenate([part[2] for part in parts]))
         clause_counts = tables.clause_count[candidates]
         rule_firsts = np.add.accumulate(clause_counts) - clause_counts
@@ -1435,8 +1462,10 @@ class Matcher:
         options = self._options
         # Score of every pattern in each scope (title, body, either), indexed by score key:
         # zero for patterns not found and for the padding key. One gather by the rules'
-        # precomputed keys then reads every term score of every matched rule.
-        table = np.zeros(tables.patterns * 3 + 3)
+        # precomputed keys then reads every term score of every matched rule. The thread's
+        # table is all zeros between articles: only the found patterns' entries are set,
+        # and reset once read.
+        table = self._scratch.scores
         # The largest packed count bounds the body count, and the title count when it is
         # below the body's bit (the usual case: no pattern 4,096 times in a field).
         largest = int(np.maximum.reduce(packed)) if packed.size else 0
@@ -1446,21 +1475,28 @@ class Matcher:
         )
         in_body = options.body_weight * _one_plus_log(packed >> _SHIFT, largest >> _SHIFT)
         base = found * 3
-        table[base] = in_title
-        table[base + 1] = in_body
-        table[base + 2] = in_title + in_body
-        values = table[tables.score_keys[matched]]
+        keys = np.concatenate((base, base + 1, base + 2))
+        try:
+            table[keys] = np.concatenate((in_title, in_body, in_title + in_body))
+            values = table[tables.score_keys[matched]]
+            rules: list[int] = matched.tolist()
+            wide: list[tuple[int, float, int]] = []
+            if tables.any_wide and tables.wide[matched].any():
+                wide = [
+                    (i, *self._score_wide(rule, table))
+                    for i, rule in enumerate(rules)
+                    if tables.wide[rule]
+                ]
+        finally:
+            table[keys] = 0.0
         # A running sum along each row adds the terms in rule order, as a Python loop would.
         totals = np.add.accumulate(values, axis=1)[:, -1]
         present = (values != 0.0) @ tables.bits
         scores = _round4(totals)
-        rules: list[int] = matched.tolist()
         found_keys: list[int] = present.tolist()
-        if tables.any_wide and tables.wide[matched].any():
-            for i, rule in enumerate(rules):
-                if tables.wide[rule]:
-                    total, found_keys[i] = self._score_wide(rule, table)
-                    scores[i] = round(total, 4)
+        for i, total, bits in wide:
+            scores[i] = round(total, 4)
+            found_keys[i] = bits
         if tables.any_min_score:
             keep = (np.array(scores) >= tables.min_score[matched]).tolist()
             rules = list(compress(rules, keep))
