@@ -17,9 +17,8 @@ How :class:`Matcher` works:
    operations per article decide every candidate from the pattern counts. Proximity and
    sloppy phrases are Python checks, run only for rules that pass everything else;
    positions are only computed for them and for snippets.
-4. Scores are gathered from the same arrays. A :class:`Match` keeps the rule's number, the
-   score and a bitmask of the terms found; the rule id, terms and snippet are worked out when
-   read.
+4. Scores are gathered from the same arrays. A :class:`Match` keeps the rule's number and
+   the score; the rule id, the terms found and the snippet are worked out when read.
 
 The cost per article therefore grows with the patterns the article contains, not with the
 number of rules. :func:`evaluate` is the brute-force reference used by the tests.
@@ -964,7 +963,6 @@ class _Tables:
     score_keys: _Ints
     wide: npt.NDArray[np.bool_]
     any_wide: bool
-    bits: _Ints
     min_score: npt.NDArray[np.float64]
     any_min_score: bool
     # (metadata field, value) -> slot, and the fields rules ask about.
@@ -1063,7 +1061,6 @@ class _Tables:
             score_keys=score_keys,
             wide=wide,
             any_wide=bool(wide.any()),
-            bits=np.left_shift(1, np.arange(width, dtype=np.int64)),
             min_score=min_score,
             any_min_score=bool((min_score > 0).any()),
             meta_slots=meta_slots,
@@ -1113,9 +1110,10 @@ def _one_plus_log(counts: _Ints, largest: int) -> npt.NDArray[np.float64]:
 class _Found:
     """The source of one article's matches (see :class:`alerts.types.Match`).
 
-    A match keeps its rule's number and a bitmask of the rule's score keys found; this
-    turns them into the rule id and terms, and cuts snippets from the matcher's document
-    (its analysed fields and automaton hits), each once, when they are first read.
+    A match keeps its rule's number (its ``found`` is None); this turns it into the rule
+    id, works out the terms found from the document's pattern counts, and cuts snippets
+    from the matcher's document (its analysed fields and automaton hits), each once, when
+    they are first read.
     """
 
     __slots__ = ("_doc", "_made", "_matcher", "article_id")
@@ -1130,7 +1128,7 @@ class _Found:
         return self._matcher._ids[cast(int, rule)]
 
     def terms_of(self, rule: object, found: object) -> tuple[str, ...]:
-        return self._matcher._found_terms(cast(int, rule), cast(int, found))
+        return self._matcher._found_terms(cast(int, rule), self._doc.counts)
 
     def excerpt_of(self, rule: object) -> tuple[str, tuple[tuple[int, int], ...]]:
         number = cast(int, rule)
@@ -1480,10 +1478,10 @@ class Matcher:
             table[keys] = np.concatenate((in_title, in_body, in_title + in_body))
             values = table[tables.score_keys[matched]]
             rules: list[int] = matched.tolist()
-            wide: list[tuple[int, float, int]] = []
+            wide: list[tuple[int, float]] = []
             if tables.any_wide and tables.wide[matched].any():
                 wide = [
-                    (i, *self._score_wide(rule, table))
+                    (i, self._score_wide(rule, table))
                     for i, rule in enumerate(rules)
                     if tables.wide[rule]
                 ]
@@ -1491,24 +1489,34 @@ class Matcher:
             table[keys] = 0.0
         # A running sum along each row adds the terms in rule order, as a Python loop would.
         totals = np.add.accumulate(values, axis=1)[:, -1]
-        present = (values != 0.0) @ tables.bits
         scores = _round4(totals)
-        found_keys: list[int] = present.tolist()
-        for i, total, bits in wide:
+        for i, total in wide:
             scores[i] = round(total, 4)
-            found_keys[i] = bits
         if tables.any_min_score:
             keep = (np.array(scores) >= tables.min_score[matched]).tolist()
             rules = list(compress(rules, keep))
             scores = list(compress(scores, keep))
-            found_keys = list(compress(found_keys, keep))
         # One small tuple per match from numbers made just now: this runs a hundred times
-        # per article in the benchmark, so nothing here reaches into per-rule objects.
-        fields = zip(rules, scores, found_keys, repeat(_Found(self, doc)))
+        # per article in the benchmark, so nothing here reaches into per-rule objects. Which
+        # terms were found is worked out from the document's counts when they are read.
+        fields = zip(rules, scores, repeat(None), repeat(_Found(self, doc)))
         return list(map(tuple.__new__, repeat(Match), fields))
 
-    def _found_terms(self, rule: int, bits: int) -> tuple[str, ...]:
-        """Return the terms (as written) of ``rule`` whose score keys are set in ``bits``."""
+    def _found_terms(self, rule: int, counts: dict[int, int]) -> tuple[str, ...]:
+        """Return the terms (as written) of ``rule`` that score in a document's ``counts``.
+
+        A term is found when its score is not zero (a zero weight leaves out its field), as
+        the score table has it.
+        """
+        options = self._options
+        bits = 0
+        for i, score_key in enumerate(self._rules[rule].score_keys):
+            packed = counts.get(score_key // 3, 0)
+            scope = score_key % 3
+            title = packed & _TITLE_MASK if scope != 1 else 0
+            body = packed >> _SHIFT if scope != 0 else 0
+            if (title or body) and _term_score(title, body, options) != 0.0:
+                bits |= 1 << i
         key = (rule, bits)
         terms = self._terms.get(key)
         if terms is None:
@@ -1519,16 +1527,12 @@ class Matcher:
             terms = self._terms[key] = tuple(dict.fromkeys(found))
         return terms
 
-    def _score_wide(self, rule: int, table: npt.NDArray[np.float64]) -> tuple[float, int]:
-        """Return the total and found-terms bitmask of a rule with many score keys."""
+    def _score_wide(self, rule: int, table: npt.NDArray[np.float64]) -> float:
+        """Return the total score of a rule with many score keys."""
         total = 0.0
-        bits = 0
-        for i, key in enumerate(self._rules[rule].score_keys):
-            value = float(table[key])
-            total += value
-            if value:
-                bits |= 1 << i
-        return total, bits
+        for key in self._rules[rule].score_keys:
+            total += float(table[key])
+        return total
 
     def match_many(self, articles: Iterable[Article]) -> list[Match]:
         """Return the matches of every article, in article order then rule id order."""
