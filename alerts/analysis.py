@@ -19,8 +19,10 @@ import functools
 import re
 import sys
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from operator import itemgetter
+from typing import Final, cast
 
 import Stemmer
 
@@ -156,17 +158,26 @@ def _analyse_word(raw: str) -> tuple[str, str]:
     return form_text, stem_text
 
 
+def _looked_up(words: list[str], cache: dict[str, str]) -> Sequence[str]:
+    """Return ``cache[word]`` for every word; raises KeyError for an unknown word."""
+    if len(words) > 1:
+        # One C-level call looks every word up into a tuple: no per-word method call, and
+        # join takes the tuple as it is.
+        return cast(tuple[str, ...], itemgetter(*words)(cache))
+    return [cache[word] for word in words]
+
+
 def _joined(words: list[str], cache: dict[str, str], which: int) -> str:
     try:
         # Usually every word is known: one C-level pass, no list of parts to check.
-        joined = " ".join(map(cache.__getitem__, words))
+        joined = " ".join(_looked_up(words, cache))
     except KeyError:
         # A few new words (names, mostly): analyse just those (found by set operations in
         # C, not a Python loop over the article), then join again.
         for word in set(words).difference(cache):
             _analyse_word(word)
         try:
-            joined = " ".join(map(cache.__getitem__, words))
+            joined = " ".join(_looked_up(words, cache))
         except KeyError:  # the caches were full and started again midway
             joined = " ".join(
                 [cache[word] if word in cache else _analyse_word(word)[which] for word in words]

@@ -156,3 +156,17 @@ def test_c_stemmers_equal_the_pure_python_snowball_stemmers_on_the_project_vocab
     assert len(cyrillic) > 20
     assert [stem(w) for w in latin] == [english.stemWord(w) for w in latin]
     assert [stem(w) for w in cyrillic] == [russian.stemWord(w) for w in cyrillic]
+
+
+@pytest.mark.parametrize(
+    ("text", "stems", "forms"),
+    [
+        ("", "  ", "  "),
+        ("Pipelines", " pipelin ", " pipelines "),
+        ("Two Pipelines", " two pipelin ", " two pipelines "),
+        ("a © b", " a b ", " a b "),
+    ],
+)
+def test_lines_of_no_one_or_many_words(text: str, stems: str, forms: str) -> None:
+    analysed = analyse(text)
+    assert (analysed.stem_line, analysed.form_line) == (stems, forms)
