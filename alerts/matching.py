@@ -1406,10 +1406,22 @@ class Matcher:
             if pending.size:
                 decided: dict[int, bool] = {}
                 failed: list[int] = []
+                alone = tables.checks_alone
+                checks = tables.checks
                 for index, rule in zip(pending.tolist(), candidates[pending].tolist(), strict=True):
                     known = decided.get(rule)
                     if known is None:
-                        known = decided[rule] = self._check(rule, index, candidates, truth, doc)
+                        if alone[rule]:
+                            # Checks alone in their clauses decide the rule (the usual case:
+                            # a proximity clause), so they run here, not in a method call.
+                            known = True
+                            for _offset, check, negated in checks[rule]:
+                                if bool(check(counts, doc)) == negated:
+                                    known = False
+                                    break
+                        else:
+                            known = self._check(rule, index, candidates, truth, doc)
+                        decided[rule] = known
                     if not known:
                         failed.append(index)
                 if failed:
@@ -1430,17 +1442,12 @@ class Matcher:
     ) -> bool:
         """Run the checks of ``rule`` (candidate ``index``), which passes everything else.
 
-        A check alone in its clause decides the rule: it fails when the check does. Other
-        rules (a check OR'ed with words) are decided again from their literals in ``truth``
-        (candidate ``index``'s rows), with their failed checks made false.
+        The rule has a check beside other literals in a clause (a check OR'ed with words), so
+        it is decided again from its literals in ``truth`` (candidate ``index``'s rows), with
+        its failed checks made false.
         """
         tables = self._tables
         counts = doc.counts
-        if tables.checks_alone[rule]:
-            for _offset, check, negated in tables.checks[rule]:
-                if bool(check(counts, doc)) == negated:
-                    return False
-            return True
         sizes = tables.literal_count[candidates[:index]]
         base = int(np.add.reduce(sizes)) if sizes.size else 0
         failed = False
@@ -1472,10 +1479,9 @@ class Matcher:
             title, largest if largest < _BODY_ONE else int(np.maximum.reduce(title))
         )
         in_body = options.body_weight * _one_plus_log(packed >> _SHIFT, largest >> _SHIFT)
-        base = found * 3
-        keys = np.concatenate((base, base + 1, base + 2))
+        rows = table.reshape(-1, 3)
         try:
-            table[keys] = np.concatenate((in_title, in_body, in_title + in_body))
+            rows[found] = np.concatenate((in_title, in_body, in_title + in_body)).reshape(3, -1).T
             values = table[tables.score_keys[matched]]
             rules: list[int] = matched.tolist()
             wide: list[tuple[int, float]] = []
@@ -1486,7 +1492,7 @@ class Matcher:
                     if tables.wide[rule]
                 ]
         finally:
-            table[keys] = 0.0
+            rows[found] = 0.0
         # A running sum along each row adds the terms in rule order, as a Python loop would.
         totals = np.add.accumulate(values, axis=1)[:, -1]
         scores = _round4(totals)
