@@ -687,21 +687,28 @@ class _Compiler:
         def near(counts: dict[int, int], doc: _Doc) -> bool:
             get = counts.get
             for field, mask in plan:
-                # Positions are only worked out for a field holding both sides (plain loops:
-                # this runs for every candidate proximity rule).
+                # Positions are only worked out for a field holding both sides, and only for
+                # the patterns it holds. (Plain loops, no comprehensions: this runs for every
+                # candidate proximity rule, a few calls each costing more than the work.)
+                left = []
                 for i in left_ids:
                     if get(i, 0) & mask:
-                        break
-                else:
+                        left.append(i)
+                if not left:
                     continue
+                right = []
                 for i in right_ids:
                     if get(i, 0) & mask:
-                        break
-                else:
+                        right.append(i)
+                if not right:
                     continue
                 spots = doc.spots
-                lefts = [span for i in left_ids for span in spots(field, i)]
-                rights = [span for i in right_ids for span in spots(field, i)]
+                lefts: list[tuple[int, int]] = []
+                for i in left:
+                    lefts += spots(field, i)
+                rights: list[tuple[int, int]] = []
+                for i in right:
+                    rights += spots(field, i)
                 if _close(lefts, rights, distance):
                     return True
             return False
