@@ -4,9 +4,10 @@ How :class:`Matcher` works:
 
 1. Every text leaf of every rule becomes a pattern over analysed tokens: ``" pipelin "`` (a
    stem), ``" pakistan stream "`` (a phrase), ``" explor"`` (a prefix, no trailing space).
-   All patterns go into one Aho-Corasick automaton (pyahocorasick). An article is analysed
-   once; its title and body become space-padded token strings, scanned once each, so the
-   space padding gives whole-token matches without boundary checks.
+   The patterns of each space (stems, folded forms) go into one Aho-Corasick automaton
+   (ahocorasick-rs's DFA). An article is analysed once; its title and body become
+   space-padded token strings, scanned once each, so the space padding gives whole-token
+   matches without boundary checks.
 2. Each rule is indexed under a minimal anchor set of patterns, at least one of which must
    occur in any article the rule matches (OR: union of the branches; AND: the branch with
    the rarest anchors; NOT and metadata: none). Rules with no anchor (only metadata, such as
@@ -16,9 +17,8 @@ How :class:`Matcher` works:
    operations per article decide every candidate from the pattern counts. Proximity and
    sloppy phrases are Python checks, run only for rules that pass everything else;
    positions are only computed for them and for snippets.
-4. Scores are gathered from the same arrays. A :class:`Match` keeps the rule's number, the
-   score and a bitmask of the terms found; the rule id, terms and snippet are worked out when
-   read.
+4. Scores are gathered from the same arrays. A :class:`Match` keeps the rule's number and
+   the score; the rule id, the terms found and the snippet are worked out when read.
 
 The cost per article therefore grows with the patterns the article contains, not with the
 number of rules. :func:`evaluate` is the brute-force reference used by the tests.
@@ -27,14 +27,15 @@ number of rules. :func:`evaluate` is the brute-force reference used by the tests
 from __future__ import annotations
 
 import math
+import threading
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
 from operator import itemgetter
 from typing import Final, TypeVar, cast
 
-import ahocorasick
+import ahocorasick_rs
 import numpy as np
 import numpy.typing as npt
 
@@ -84,8 +85,11 @@ _STEMS: Final = 0
 _FORMS: Final = 1
 _Key = TypeVar("_Key", str, int)
 _Located = dict[int, list[tuple[int, int]]]
-# (line, pattern space, automaton hits on it) for each line of a field a matcher scans.
-_Hits = list[tuple[str, int, list[tuple[int, tuple[tuple[int, ...], tuple[int, ...]]]]]]
+# (line, the pattern of each automaton key, the automaton's hits on the line) for each line
+# of a field a matcher scans; a hit is (key, start, end).
+_Hits = list[tuple[str, tuple[int, ...], list[tuple[int, int, int]]]]
+# A pattern space, its automaton, and the pattern of each of the automaton's keys.
+_Automaton = tuple[int, ahocorasick_rs.AhoCorasick, tuple[int, ...]]
 # Literal kinds: a pattern's presence, an exact metadata value, a check (a predicate).
 # A literal is (kind, pattern / metadata value / check id, field mask, negated); the mask
 # selects the title or body part of a packed count (see ``_mask``).
@@ -246,7 +250,7 @@ class _Doc:
         self,
         article: Article,
         counts: dict[int, int],
-        locate: Callable[[AnalysedText, _Hits | None], _Located] | None = None,
+        locate: Callable[[_Hits], _Located] | None = None,
     ) -> None:
         self.article = article
         self.title = analyse(article.title)
@@ -259,21 +263,22 @@ class _Doc:
         self._char_spans: dict[str, dict[tuple[int, int], tuple[int, int]]] = {}
         self._locate = locate
         self._located: dict[str, _Located] = {}
-        # Raw automaton hits by field, kept by the matcher's scan for :meth:`located`.
+        # Automaton hits by field, kept by the matcher's scan for :meth:`spots`.
         self.hits: dict[str, _Hits] = {}
         self._meta: dict[str, frozenset[str]] = {}
         # Keyed by (field, id(leaf)): hashing the frozen dataclasses costs more than the
         # look-up saves, and the leaves outlive the document (they belong to the rules).
         self._occurrences: dict[tuple[str, int], list[tuple[int, int]]] = {}
 
-    def located(self, field: TextField) -> _Located:
-        """Return pattern id -> ``(first, last)`` positions in ``field``, from the automaton."""
-        found = self._located.get(field)
-        if found is None:
+    def spots(self, field: TextField, pattern: int) -> Sequence[tuple[int, int]]:
+        """Return the ``(first, last)`` positions of ``pattern`` in ``field``, ascending."""
+        located = self._located.get(field)
+        if located is None:
             assert self._locate is not None, "only matcher documents locate patterns"
-            found = self._locate(self.text(field), self.hits.get(field))
-            self._located[field] = found
-        return found
+            # Every pattern of the field at once: one walk over a few dozen hits costs less
+            # than searching the line again for each pattern a clause or snippet asks for.
+            located = self._located[field] = self._locate(self.hits.get(field, []))
+        return located.get(pattern, ())
 
     def window(
         self, field: TextField, first: tuple[int, int], size: int
@@ -682,24 +687,30 @@ class _Compiler:
         def near(counts: dict[int, int], doc: _Doc) -> bool:
             get = counts.get
             for field, mask in plan:
-                # Positions are only worked out for a field holding both sides (plain loops:
-                # this runs for every candidate proximity rule).
+                # Positions are only worked out for a field holding both sides, and only for
+                # the patterns it holds. (Plain loops, no comprehensions: this runs for every
+                # candidate proximity rule, a few calls each costing more than the work.)
+                left = []
                 for i in left_ids:
                     if get(i, 0) & mask:
-                        break
-                else:
+                        left.append(i)
+                if not left:
                     continue
+                right = []
                 for i in right_ids:
                     if get(i, 0) & mask:
-                        break
-                else:
+                        right.append(i)
+                if not right:
                     continue
-                located = doc.located(field)
-                lefts = [span for i in left_ids if i in located for span in located[i]]
-                if lefts:
-                    rights = [span for i in right_ids if i in located for span in located[i]]
-                    if rights and _close(lefts, rights, distance):
-                        return True
+                spots = doc.spots
+                lefts: list[tuple[int, int]] = []
+                for i in left:
+                    lefts += spots(field, i)
+                rights: list[tuple[int, int]] = []
+                for i in right:
+                    rights += spots(field, i)
+                if _close(lefts, rights, distance):
+                    return True
             return False
 
         return near
@@ -717,8 +728,7 @@ class _Compiler:
             if not all(counts.get(i, 0) & mask for i in need):
                 return False
             for field in fields:
-                located = doc.located(field)
-                spots = sorted((first, i) for i in need for first, _last in located.get(i, ()))
+                spots = sorted((first, i) for i in need for first, _last in doc.spots(field, i))
                 if _windows(spots, need, total, slop):
                     return True
             return False
@@ -960,7 +970,6 @@ class _Tables:
     score_keys: _Ints
     wide: npt.NDArray[np.bool_]
     any_wide: bool
-    bits: _Ints
     min_score: npt.NDArray[np.float64]
     any_min_score: bool
     # (metadata field, value) -> slot, and the fields rules ask about.
@@ -1059,7 +1068,6 @@ class _Tables:
             score_keys=score_keys,
             wide=wide,
             any_wide=bool(wide.any()),
-            bits=np.left_shift(1, np.arange(width, dtype=np.int64)),
             min_score=min_score,
             any_min_score=bool((min_score > 0).any()),
             meta_slots=meta_slots,
@@ -1109,9 +1117,10 @@ def _one_plus_log(counts: _Ints, largest: int) -> npt.NDArray[np.float64]:
 class _Found:
     """The source of one article's matches (see :class:`alerts.types.Match`).
 
-    A match keeps its rule's number and a bitmask of the rule's score keys found; this
-    turns them into the rule id and terms, and cuts snippets from the matcher's document
-    (its analysed fields and automaton hits), each once, when they are first read.
+    A match keeps its rule's number (its ``found`` is None); this turns it into the rule
+    id, works out the terms found from the document's pattern counts, and cuts snippets
+    from the matcher's document (its analysed fields and automaton hits), each once, when
+    they are first read.
     """
 
     __slots__ = ("_doc", "_made", "_matcher", "article_id")
@@ -1126,7 +1135,7 @@ class _Found:
         return self._matcher._ids[cast(int, rule)]
 
     def terms_of(self, rule: object, found: object) -> tuple[str, ...]:
-        return self._matcher._found_terms(cast(int, rule), cast(int, found))
+        return self._matcher._found_terms(cast(int, rule), self._doc.counts)
 
     def excerpt_of(self, rule: object) -> tuple[str, tuple[tuple[int, int], ...]]:
         number = cast(int, rule)
@@ -1142,6 +1151,19 @@ class _Found:
         return made
 
 
+class _Scratch(threading.local):
+    """Per-thread tables a matcher fills for one article at a time (see :meth:`Matcher.match`).
+
+    Each thread gets its own (threads may match articles with one matcher at once); between
+    articles they hold the states of an article without patterns: absent truth values and
+    zero scores.
+    """
+
+    def __init__(self, tables: _Tables) -> None:
+        self.values = tables.absent.copy()
+        self.scores = np.zeros(tables.patterns * 3 + 3)
+
+
 class Matcher:
     """All enabled rules compiled into one presearch index. Immutable once built."""
 
@@ -1149,19 +1171,20 @@ class Matcher:
         self,
         rules: list[_Rule],
         tables: _Tables,
-        automaton: ahocorasick.Automaton | None,
-        uses_forms: bool,
+        automata: tuple[_Automaton, ...],
+        keys: list[tuple[int, str]],
         options: MatchOptions,
-        sizes: list[int],
         terms: dict[tuple[int, int], tuple[str, ...]] | None = None,
     ) -> None:
         self._rules = rules
         self._tables = tables
-        self._automaton = automaton
-        self._uses_forms = uses_forms
+        self._automata = automata
+        # Each pattern's space and key, and its number of tokens (the last position of an
+        # occurrence from its first).
+        self._keys = keys
+        self._sizes = [len(key.split()) for _space, key in keys]
         self._options = options
-        # Tokens per pattern: turns the end of an automaton hit into a first position.
-        self._sizes = sizes
+        self._scratch = _Scratch(tables)
         self._ids = [rule.spec.id for rule in rules]
         self._highlights = [rule.highlight for rule in rules]
         # (rule, found-terms bitmask) -> the terms as written: a memo shared by options.
@@ -1216,23 +1239,26 @@ class Matcher:
             )
             anchors.append(compiler.anchors(query.root))
 
-        automaton: ahocorasick.Automaton | None = None
-        if patterns.keys:
-            by_key: dict[str, tuple[list[int], list[int]]] = {}
-            for pattern, (space, key) in enumerate(patterns.keys):
-                by_key.setdefault(key, ([], []))[space].append(pattern)
-            automaton = ahocorasick.Automaton()
-            for key, (stems, forms) in by_key.items():
-                automaton.add_word(key, (tuple(stems), tuple(forms)))
-            automaton.make_automaton()
-        uses_forms = any(space == _FORMS for space, _ in patterns.keys)
+        automata: list[_Automaton] = []
+        for space in (_STEMS, _FORMS):
+            # One automaton per space: a key is then one pattern, and a line is only scanned
+            # for the patterns of its own space.
+            ids = tuple(i for i, (other, _key) in enumerate(patterns.keys) if other == space)
+            if ids:
+                automaton = ahocorasick_rs.AhoCorasick(
+                    [patterns.keys[i][1] for i in ids],
+                    # Every key that ends anywhere, overlapping ones included (" oil " inside
+                    # " crude oil price "); the DFA scans several times faster than a trie.
+                    matchkind=ahocorasick_rs.MATCHKIND_STANDARD,
+                    implementation=ahocorasick_rs.Implementation.DFA,
+                )
+                automata.append((space, automaton, ids))
         return cls(
             compiled,
             _Tables.build(compiled, anchors, compiler),
-            automaton,
-            uses_forms,
+            tuple(automata),
+            patterns.keys,
             options,
-            [len(key.split()) for _space, key in patterns.keys],
         )
 
     def __len__(self) -> int:
@@ -1243,10 +1269,9 @@ class Matcher:
         return Matcher(
             self._rules,
             self._tables,
-            self._automaton,
-            self._uses_forms,
+            self._automata,
+            self._keys,
             options,
-            self._sizes,
             self._terms,
         )
 
@@ -1255,55 +1280,41 @@ class Matcher:
         """Number of rules without anchors, verified for every article."""
         return len(self._tables.always)
 
-    def _hits(self, text: AnalysedText) -> _Hits:
-        """Return the automaton's raw hits on the lines of ``text`` the patterns use."""
-        automaton = self._automaton
-        if automaton is None:
-            return []
-        lines = [(text.stem_line, _STEMS)]
-        if self._uses_forms:
-            lines.append((text.form_line, _FORMS))
-        return [(line, space, list(automaton.iter(line))) for line, space in lines]
-
-    def _locate(self, text: AnalysedText, hits: _Hits | None = None) -> _Located:
-        """Return pattern id -> ``(first, last)`` token positions of its hits in ``text``.
-
-        Args:
-            text: the analysed field.
-            hits: the field's hits kept by :meth:`_scan`; found again when not given.
-        """
+    def _locate(self, hits: _Hits) -> _Located:
+        """Return pattern id -> ``(first, last)`` token positions of its ``hits`` in a field."""
         found: _Located = {}
         sizes = self._sizes
-        for line, space, line_hits in self._hits(text) if hits is None else hits:
+        for line, ids, line_hits in hits:
+            count = line.count
             spaces = previous = 0
-            for end, patterns in line_hits:
-                wanted = patterns[space]
-                if not wanted:
-                    continue
-                # Hits come in order of their end; the spaces before the end number the token.
-                spaces += line.count(" ", previous, end)
-                previous = end
-                last = spaces - 1
-                for pattern in wanted:
-                    found.setdefault(pattern, []).append((last - sizes[pattern] + 1, last))
+            for key, _start, end in line_hits:
+                # Hits come in order of their end (not their start); the spaces before the
+                # last character number the last token.
+                spaces += count(" ", previous, end - 1)
+                previous = end - 1
+                pattern = ids[key]
+                found.setdefault(pattern, []).append((spaces - sizes[pattern], spaces - 1))
         return found
 
     def _scan(self, doc: _Doc) -> None:
-        """Fill ``doc.counts`` with one automaton pass per line, and keep the raw hits.
+        """Fill ``doc.counts`` with one automaton pass per line, and keep the hits.
 
         Positions are only worked out from the kept hits when a snippet or a proximity
-        clause asks for them (:meth:`_Doc.located`): no second pass over the text, and no
+        clause asks for them (:meth:`_Doc.spots`): no second pass over the text, and no
         position arithmetic for articles that need none.
         """
         counts = doc.counts
         get = counts.get
-        for field, one in (("title", 1), ("body", _BODY_ONE)):
-            hits = self._hits(doc.title if field == "title" else doc.body)
+        for field, text, one in (("title", doc.title, 1), ("body", doc.body, _BODY_ONE)):
+            hits: _Hits = []
+            for space, automaton, ids in self._automata:
+                line = text.stem_line if space == _STEMS else text.form_line
+                found = automaton.find_matches_as_indexes(line, overlapping=True)
+                hits.append((line, ids, found))
+                for key, _start, _end in found:
+                    pattern = ids[key]
+                    counts[pattern] = get(pattern, 0) + one
             doc.hits[field] = hits
-            for _line, space, line_hits in hits:
-                for _end, patterns in line_hits:
-                    for pattern in patterns[space]:
-                        counts[pattern] = get(pattern, 0) + one
 
     def _meta(self, article: Article) -> list[int]:
         """Return the slots of the article's metadata values that rules ask about."""
@@ -1359,24 +1370,36 @@ class Matcher:
         size = len(counts)
         found = np.fromiter(counts, np.int64, size)
         packed = np.fromiter(counts.values(), np.int64, size)
-        # Truth values by slot (see :class:`_Tables`); a found pattern's state says whether
-        # it is in the title (1), the body (2) or both; metadata values are "both".
-        values = tables.absent.copy()
-        grid = values.reshape(-1, 6)
-        # (A list: a few dozen patterns cost less in Python than five array calls.)
-        grid[found] = _STATES[
-            [((value & _TITLE_MASK) != 0) + 2 * (value >= _BODY_ONE) for value in counts.values()]
-        ]
-        if tables.meta_fields:
-            grid[self._meta(article)] = _STATES[3]
         parts = self._parts(counts)
         if not parts:
             return []
-
-        # Every literal of every candidate, then clauses (any literal) and rules (all clauses).
-        # A rule anchored twice is decided twice: cheaper than finding the repeats first.
+        # Truth values by slot (see :class:`_Tables`); a found pattern's state says whether
+        # it is in the title (1), the body (2) or both; metadata values are "both". The
+        # thread's table holds the absent states between articles: only the rows of the
+        # article's patterns and metadata are set, and reset once read (copying the whole
+        # table per article cost more than the rest of this step).
+        values = self._scratch.values
+        grid = values.reshape(-1, 6)
+        meta = self._meta(article) if tables.meta_fields else []
+        try:
+            # (A list: a few dozen patterns cost less in Python than five array calls.)
+            grid[found] = _STATES[
+                [
+                    ((value & _TITLE_MASK) != 0) + 2 * (value >= _BODY_ONE)
+                    for value in counts.values()
+                ]
+            ]
+            if meta:
+                grid[meta] = _STATES[3]
+            # Every literal of every candidate, then clauses (any literal) and rules (all
+            # clauses). A rule anchored twice is decided twice: cheaper than finding the
+            # repeats first.
+            truth = values[np.concatenate([part[1] for part in parts])].view(np.bool_)
+        finally:
+            grid[found] = _STATES[0]
+            if meta:
+                grid[meta] = _STATES[0]
         candidates = np.concatenate([part[0] for part in parts])
-        truth = values[np.concatenate([part[1] for part in parts])].view(np.bool_)
         firsts = np.flatnonzero(np.concatenate([part[2] for part in parts]))
         clause_counts = tables.clause_count[candidates]
         rule_firsts = np.add.accumulate(clause_counts) - clause_counts
@@ -1390,10 +1413,22 @@ class Matcher:
             if pending.size:
                 decided: dict[int, bool] = {}
                 failed: list[int] = []
+                alone = tables.checks_alone
+                checks = tables.checks
                 for index, rule in zip(pending.tolist(), candidates[pending].tolist(), strict=True):
                     known = decided.get(rule)
                     if known is None:
-                        known = decided[rule] = self._check(rule, index, candidates, truth, doc)
+                        if alone[rule]:
+                            # Checks alone in their clauses decide the rule (the usual case:
+                            # a proximity clause), so they run here, not in a method call.
+                            known = True
+                            for _offset, check, negated in checks[rule]:
+                                if bool(check(counts, doc)) == negated:
+                                    known = False
+                                    break
+                        else:
+                            known = self._check(rule, index, candidates, truth, doc)
+                        decided[rule] = known
                     if not known:
                         failed.append(index)
                 if failed:
@@ -1414,17 +1449,12 @@ class Matcher:
     ) -> bool:
         """Run the checks of ``rule`` (candidate ``index``), which passes everything else.
 
-        A check alone in its clause decides the rule: it fails when the check does. Other
-        rules (a check OR'ed with words) are decided again from their literals in ``truth``
-        (candidate ``index``'s rows), with their failed checks made false.
+        The rule has a check beside other literals in a clause (a check OR'ed with words), so
+        it is decided again from its literals in ``truth`` (candidate ``index``'s rows), with
+        its failed checks made false.
         """
         tables = self._tables
         counts = doc.counts
-        if tables.checks_alone[rule]:
-            for _offset, check, negated in tables.checks[rule]:
-                if bool(check(counts, doc)) == negated:
-                    return False
-            return True
         sizes = tables.literal_count[candidates[:index]]
         base = int(np.add.reduce(sizes)) if sizes.size else 0
         failed = False
@@ -1444,8 +1474,10 @@ class Matcher:
         options = self._options
         # Score of every pattern in each scope (title, body, either), indexed by score key:
         # zero for patterns not found and for the padding key. One gather by the rules'
-        # precomputed keys then reads every term score of every matched rule.
-        table = np.zeros(tables.patterns * 3 + 3)
+        # precomputed keys then reads every term score of every matched rule. The thread's
+        # table is all zeros between articles: only the found patterns' entries are set,
+        # and reset once read.
+        table = self._scratch.scores
         # The largest packed count bounds the body count, and the title count when it is
         # below the body's bit (the usual case: no pattern 4,096 times in a field).
         largest = int(np.maximum.reduce(packed)) if packed.size else 0
@@ -1454,34 +1486,50 @@ class Matcher:
             title, largest if largest < _BODY_ONE else int(np.maximum.reduce(title))
         )
         in_body = options.body_weight * _one_plus_log(packed >> _SHIFT, largest >> _SHIFT)
-        base = found * 3
-        table[base] = in_title
-        table[base + 1] = in_body
-        table[base + 2] = in_title + in_body
-        values = table[tables.score_keys[matched]]
+        rows = table.reshape(-1, 3)
+        try:
+            rows[found] = np.concatenate((in_title, in_body, in_title + in_body)).reshape(3, -1).T
+            values = table[tables.score_keys[matched]]
+            rules: list[int] = matched.tolist()
+            wide: list[tuple[int, float]] = []
+            if tables.any_wide and tables.wide[matched].any():
+                wide = [
+                    (i, self._score_wide(rule, table))
+                    for i, rule in enumerate(rules)
+                    if tables.wide[rule]
+                ]
+        finally:
+            rows[found] = 0.0
         # A running sum along each row adds the terms in rule order, as a Python loop would.
         totals = np.add.accumulate(values, axis=1)[:, -1]
-        present = (values != 0.0) @ tables.bits
         scores = _round4(totals)
-        rules: list[int] = matched.tolist()
-        found_keys: list[int] = present.tolist()
-        if tables.any_wide and tables.wide[matched].any():
-            for i, rule in enumerate(rules):
-                if tables.wide[rule]:
-                    total, found_keys[i] = self._score_wide(rule, table)
-                    scores[i] = round(total, 4)
+        for i, total in wide:
+            scores[i] = round(total, 4)
         if tables.any_min_score:
             keep = (np.array(scores) >= tables.min_score[matched]).tolist()
             rules = list(compress(rules, keep))
             scores = list(compress(scores, keep))
-            found_keys = list(compress(found_keys, keep))
         # One small tuple per match from numbers made just now: this runs a hundred times
-        # per article in the benchmark, so nothing here reaches into per-rule objects.
-        fields = zip(rules, scores, found_keys, repeat(_Found(self, doc)))
+        # per article in the benchmark, so nothing here reaches into per-rule objects. Which
+        # terms were found is worked out from the document's counts when they are read.
+        fields = zip(rules, scores, repeat(None), repeat(_Found(self, doc)))
         return list(map(tuple.__new__, repeat(Match), fields))
 
-    def _found_terms(self, rule: int, bits: int) -> tuple[str, ...]:
-        """Return the terms (as written) of ``rule`` whose score keys are set in ``bits``."""
+    def _found_terms(self, rule: int, counts: dict[int, int]) -> tuple[str, ...]:
+        """Return the terms (as written) of ``rule`` that score in a document's ``counts``.
+
+        A term is found when its score is not zero (a zero weight leaves out its field), as
+        the score table has it.
+        """
+        options = self._options
+        bits = 0
+        for i, score_key in enumerate(self._rules[rule].score_keys):
+            packed = counts.get(score_key // 3, 0)
+            scope = score_key % 3
+            title = packed & _TITLE_MASK if scope != 1 else 0
+            body = packed >> _SHIFT if scope != 0 else 0
+            if (title or body) and _term_score(title, body, options) != 0.0:
+                bits |= 1 << i
         key = (rule, bits)
         terms = self._terms.get(key)
         if terms is None:
@@ -1492,16 +1540,12 @@ class Matcher:
             terms = self._terms[key] = tuple(dict.fromkeys(found))
         return terms
 
-    def _score_wide(self, rule: int, table: npt.NDArray[np.float64]) -> tuple[float, int]:
-        """Return the total and found-terms bitmask of a rule with many score keys."""
+    def _score_wide(self, rule: int, table: npt.NDArray[np.float64]) -> float:
+        """Return the total score of a rule with many score keys."""
         total = 0.0
-        bits = 0
-        for i, key in enumerate(self._rules[rule].score_keys):
-            value = float(table[key])
-            total += value
-            if value:
-                bits |= 1 << i
-        return total, bits
+        for key in self._rules[rule].score_keys:
+            total += float(table[key])
+        return total
 
     def match_many(self, articles: Iterable[Article]) -> list[Match]:
         """Return the matches of every article, in article order then rule id order."""
@@ -1541,8 +1585,7 @@ def _snippet(
     for field, wanted in sides:
         if field == "body" and not doc.article.body:
             continue
-        located = doc.located(field)
-        lists = [found for found in map(located.get, wanted) if found]
+        lists = [found for found in (doc.spots(field, pattern) for pattern in wanted) if found]
         if not lists:
             continue
         first = min(map(itemgetter(0), lists))

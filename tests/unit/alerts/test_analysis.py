@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alerts.analysis import analyse, fold, stem, tokenize
+from alerts.analysis import _space_separators, analyse, fold, stem, tokenize
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -156,3 +156,27 @@ def test_c_stemmers_equal_the_pure_python_snowball_stemmers_on_the_project_vocab
     assert len(cyrillic) > 20
     assert [stem(w) for w in latin] == [english.stemWord(w) for w in latin]
     assert [stem(w) for w in cyrillic] == [russian.stemWord(w) for w in cyrillic]
+
+
+@pytest.mark.parametrize(
+    ("text", "stems", "forms"),
+    [
+        ("", "  ", "  "),
+        ("Pipelines", " pipelin ", " pipelines "),
+        ("Two Pipelines", " two pipelin ", " two pipelines "),
+        ("a © b", " a b ", " a b "),
+    ],
+)
+def test_lines_of_no_one_or_many_words(text: str, stems: str, forms: str) -> None:
+    analysed = analyse(text)
+    assert (analysed.stem_line, analysed.form_line) == (stems, forms)
+
+
+def test_ascii_text_is_spaced_like_other_text() -> None:
+    # ASCII text takes a bytes table, other text replaces the separators it holds.
+    for code in range(128):
+        text = f"a{chr(code)}b"
+        spaced = _space_separators(text)
+        assert spaced == _space_separators(text + "\u0436")[:-1]
+        assert len(spaced) == len(text)
+        assert (spaced[1] == " ") == (not chr(code).isalnum() or chr(code) == "_")

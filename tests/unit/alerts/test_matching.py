@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -273,3 +274,55 @@ def test_scores_round_like_python() -> None:
     values = [0.00005 * n for n in range(20_000)] + [1.03125, 2.5, 1e12 + 0.5, 3.14159265]
     assert _round4(np.array(values)) == [round(value, 4) for value in values]
     assert _round4(np.array(values[-3:])) == [round(value, 4) for value in values[-3:]]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        # A phrase hit ends after a word hit that starts later: positions come from ends.
+        '"crude oil supplies" NEAR/1 expand',
+        '"crude oil" NEAR/0 supplies',
+        "oil NEAR/0 (crude OR supplies)",
+        # Overlapping occurrences of a repeated phrase, and a prefix.
+        '"gas gas" NEAR/0 pipelin*',
+        '"gas gas" NEAR/1 title:gas',
+        'title:(gas NEAR/1 pipeline) OR "gas pipeline gas"~2',
+    ],
+)
+def test_proximity_positions_match_the_reference(query: str) -> None:
+    articles = [
+        *ARTICLES,
+        Article(id="g", title="Gas pipeline gas", body="gas gas gas pipelines, gas gas pipeline"),
+    ]
+    rules = [RuleSpec("r", query)]
+    matcher = Matcher.build(rules)
+    for article in articles:
+        found = matcher.match(article)
+        assert [m.rule_id for m in found] == brute_force_match(rules, article)
+        for match in found:
+            assert all(match.snippet[a:b] for a, b in match.highlights)
+
+
+def test_per_thread_tables_are_left_clean_and_threads_match_alike() -> None:
+    rules = [
+        RuleSpec("a", "Pakistan OR пакистан"),
+        RuleSpec("b", "pipeline -cricket"),
+        RuleSpec("c", "domain:dawn.com oil"),
+        RuleSpec("d", "Karachi NEAR/3 Lahore"),
+        RuleSpec("e", "lang:ru"),
+    ]
+    matcher = Matcher.build(rules)
+    expected = {a.id: [(m.rule_id, m.score, m.terms) for m in matcher.match(a)] for a in ARTICLES}
+    for article in ARTICLES:
+        assert [m.rule_id for m in matcher.match(article)] == brute_force_match(rules, article)
+    scratch = matcher._scratch
+    assert not scratch.scores.any()
+    assert (scratch.values == matcher._tables.absent).all()
+
+    def run(_: int) -> dict[str, list[tuple[str, float, tuple[str, ...]]]]:
+        return {
+            a.id: [(m.rule_id, m.score, m.terms) for m in matcher.match(a)] for a in ARTICLES * 50
+        }
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert all(found == expected for found in pool.map(run, range(8)))

@@ -6,8 +6,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alerts.exceptions import InvalidRuleError
-from alerts.matching import Matcher, MatchOptions, brute_force_match, brute_force_scores
-from alerts.query import parse_query
+from alerts.matching import (
+    Matcher,
+    MatchOptions,
+    _canonical,
+    _Doc,
+    _occurrences,
+    _score_parts,
+    _term_score,
+    brute_force_match,
+    brute_force_scores,
+)
+from alerts.query import Meta, iter_leaves, parse_query
 from alerts.types import Article, RuleSpec
 
 WORDS = [
@@ -105,7 +115,7 @@ def test_presearch_equals_brute_force(rules: list[RuleSpec], article_list: list[
 @given(
     rules=rule_specs,
     article_list=st.lists(articles, min_size=1, max_size=4),
-    weights=st.sampled_from([(2.0, 1.0), (1.0, 1.0), (3.5, 0.25)]),
+    weights=st.sampled_from([(2.0, 1.0), (1.0, 1.0), (3.5, 0.25), (0.0, 1.0), (1.0, 0.0)]),
 )
 def test_presearched_scores_equal_brute_force_scores(
     rules: list[RuleSpec], article_list: list[Article], weights: tuple[float, float]
@@ -114,6 +124,31 @@ def test_presearched_scores_equal_brute_force_scores(
     # scans tokens per leaf. Equal floats, not merely close ones: scores are stored and shown.
     options = MatchOptions(title_weight=weights[0], body_weight=weights[1])
     matcher = Matcher.build(rules, options=options)
+    by_id = {rule.id: rule for rule in rules}
     for article in article_list:
-        found = {m.rule_id: m.score for m in matcher.match(article)}
+        matches = matcher.match(article)
+        found = {m.rule_id: m.score for m in matches}
         assert found == brute_force_scores(rules, article, options)
+        for match in matches:
+            assert match.terms == _reference_terms(by_id[match.rule_id], article, options)
+
+
+def _reference_terms(rule: RuleSpec, article: Article, options: MatchOptions) -> tuple[str, ...]:
+    """Return the terms of ``rule`` that score in ``article``, from token scans.
+
+    A term is the first leaf text written for its pattern and scope; it is found when its
+    score is not zero.
+    """
+    doc = _Doc(article, {})
+    texts: dict[tuple[object, ...], str] = {}
+    found: dict[tuple[object, ...], bool] = {}
+    for leaf in iter_leaves(parse_query(rule.query).root, positive_only=True):
+        if isinstance(leaf, Meta):
+            continue
+        for part in _score_parts(leaf):
+            key = _canonical(part)
+            texts.setdefault(key, leaf.text)
+            title = len(_occurrences(doc.title, part)) if part.field != "body" else 0
+            body = len(_occurrences(doc.body, part)) if part.field != "title" else 0
+            found[key] = _term_score(title, body, options) != 0.0
+    return tuple(dict.fromkeys(text for key, text in texts.items() if found[key]))
