@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Table, bindparam, func, insert, select, updat
 
 from alerts.stories import StoryMember, canonical_member, story_text
 from service.db.models import Story
-from service.storage.articles import ARTICLES, ArticleData, StoredArticle
+from service.storage.articles import ARTICLES, ArticleData, StoredArticle, bulk_time
 from service.storage.sources import SOURCES
 
 __all__ = [
@@ -46,7 +46,11 @@ _EXISTING = select(
 ).where(STORIES.c.id.in_(bindparam("ids", expanding=True)))
 # The placeholder canonical id -(i + 1) pairs the returned ids with the founders in whatever
 # order the rows come back.
-_FOUND = insert(STORIES).returning(STORIES.c.id, STORIES.c.canonical_article_id)
+_FOUND = (
+    insert(STORIES)
+    .values(first_seen_at=bulk_time("b_now"), last_seen_at=bulk_time("b_now"))
+    .returning(STORIES.c.id, STORIES.c.canonical_article_id)
+)
 # A story whose only article is its founder: that article has the story's smallest article id.
 _FOUNDER_IS_CANONICAL = (
     update(STORIES)
@@ -192,8 +196,7 @@ def open_stories(
                 {
                     "title": articles[i].title,
                     "canonical_article_id": -(i + 1),
-                    "first_seen_at": now,
-                    "last_seen_at": now,
+                    "b_now": now,
                     "article_count": 1,
                     "source_ids": [source_id],
                 }
