@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
@@ -20,9 +22,21 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+def dumps_json(value: Any) -> str:
+    """``json.dumps(value)``, with a shortcut for lists of strings.
+
+    Every article row has two such lists (countries, entities) and every story row one
+    (source ids): ``json.dumps`` builds an encoder per call, ~1 us more per value. The text is
+    the same as ``json.dumps`` gives (ASCII, ``", "`` between items).
+    """
+    if type(value) is list and all(type(item) is str for item in value):
+        return "[" + ", ".join(map(encode_basestring_ascii, value)) + "]"
+    return json.dumps(value)
+
+
 def make_engine(settings: DatabaseSettings) -> AsyncEngine:
     """Create the process's engine; SQLite gets WAL, a busy timeout and foreign keys."""
-    kwargs: dict[str, Any] = {"echo": settings.echo}
+    kwargs: dict[str, Any] = {"echo": settings.echo, "json_serializer": dumps_json}
     if not is_sqlite(settings.url):
         kwargs.update(pool_size=settings.pool_size, pool_pre_ping=True)
     engine = create_async_engine(settings.url, **kwargs)
@@ -43,7 +57,7 @@ def make_sync_engine(url: str, *, echo: bool = False) -> Engine:
     """
     parsed = make_url(url)
     parsed = parsed.set(drivername=_SYNC_DRIVERS.get(parsed.drivername, parsed.drivername))
-    kwargs: dict[str, Any] = {"echo": echo}
+    kwargs: dict[str, Any] = {"echo": echo, "json_serializer": dumps_json}
     if is_sqlite(url):
         # A connection opened in a worker thread may be closed by the pool from another
         # thread (at dispose); it is never used from two threads at once.

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import BindParameter, Connection, Engine, Update, bindparam, select, update
 
 import alerts
 from alerts.enrich import Gazetteer
@@ -66,6 +66,49 @@ from service.storage.stories import (
 log = logging.getLogger(__name__)
 
 _STORY_SYNC_EVERY = timedelta(seconds=30)
+
+# The per-document statements are built once: building an UPDATE of 16 columns and its cache
+# key cost ~7x its execution on SQLite (~340 us of ~400 per document).
+_RECENT_PUBLISHED = (
+    select(ARTICLES.c.published_at)
+    .where(ARTICLES.c.source_id == bindparam("source_id"), ARTICLES.c.published_valid.is_(True))
+    .order_by(ARTICLES.c.published_at.desc())
+    .limit(20)
+)
+
+
+def _source_polled(*, new_items: bool) -> Update:
+    """The source's update after a successful poll (with ``last_new_item_at`` when it had new
+    items): the bound parameters are ``source_id`` and the ``p_*`` names."""
+
+    def bound(name: str, column: str) -> BindParameter[Any]:
+        return bindparam(name, type_=SOURCES.c[column].type)
+
+    values: dict[str, object] = {
+        "etag": bound("p_etag", "etag"),
+        "last_modified": bound("p_last_modified", "last_modified"),
+        "last_status": bound("p_last_status", "last_status"),
+        "last_http_status": bound("p_last_http_status", "last_http_status"),
+        "last_error": None,
+        "last_polled_at": bound("p_now", "last_polled_at"),
+        "last_success_at": bound("p_now", "last_success_at"),
+        "consecutive_failures": 0,
+        "health": bound("p_health", "health"),
+        "items_seen": SOURCES.c.items_seen + bound("p_new", "items_seen"),
+        "polls_total": SOURCES.c.polls_total + 1,
+        "polls_not_modified": SOURCES.c.polls_not_modified
+        + bound("p_not_modified", "polls_not_modified"),
+        "next_poll_at": bound("p_next_poll_at", "next_poll_at"),
+        "lease_owner": None,
+        "lease_until": None,
+    }
+    if new_items:
+        values["last_new_item_at"] = bound("p_now", "last_new_item_at")
+    return update(SOURCES).where(SOURCES.c.id == bindparam("source_id")).values(**values)
+
+
+_SOURCE_POLLED = _source_polled(new_items=False)
+_SOURCE_POLLED_NEW = _source_polled(new_items=True)
 _T = TypeVar("_T")
 
 Outcome = Literal["ok", "not_modified", "error"]
@@ -538,14 +581,7 @@ class Poller:
         )
         silent = now - (last_new or view.created_at) > stale_after
         # Served by the covering index ix_articles_source_id_published_valid_published_at.
-        recent = list(
-            conn.execute(
-                select(ARTICLES.c.published_at)
-                .where(ARTICLES.c.source_id == view.id, ARTICLES.c.published_valid.is_(True))
-                .order_by(ARTICLES.c.published_at.desc())
-                .limit(20)
-            ).scalars()
-        )
+        recent = list(conn.execute(_RECENT_PUBLISHED, {"source_id": view.id}).scalars())
         due = next_poll_at(
             now=now,
             interval=timedelta(minutes=view.interval_minutes),
@@ -558,26 +594,21 @@ class Poller:
             jitter_seed=view.id,
             policy=self.policy,
         )
-        values: dict[str, object] = {
-            "etag": response.etag,
-            "last_modified": response.last_modified,
-            "last_status": "not_modified" if not_modified else "ok",
-            "last_http_status": 304 if not_modified else response.status_code,  # type: ignore[union-attr]
-            "last_error": None,
-            "last_polled_at": now,
-            "last_success_at": now,
-            "consecutive_failures": 0,
-            "health": "stale" if silent else "ok",
-            "items_seen": SOURCES.c.items_seen + new,
-            "polls_total": SOURCES.c.polls_total + 1,
-            "polls_not_modified": SOURCES.c.polls_not_modified + (1 if not_modified else 0),
-            "next_poll_at": due,
-            "lease_owner": None,
-            "lease_until": None,
-        }
-        if new:
-            values["last_new_item_at"] = now
-        conn.execute(update(SOURCES).where(SOURCES.c.id == view.id).values(**values))
+        conn.execute(
+            _SOURCE_POLLED_NEW if new else _SOURCE_POLLED,
+            {
+                "source_id": view.id,
+                "p_etag": response.etag,
+                "p_last_modified": response.last_modified,
+                "p_last_status": "not_modified" if not_modified else "ok",
+                "p_last_http_status": 304 if not_modified else response.status_code,  # type: ignore[union-attr]
+                "p_now": now,
+                "p_health": "stale" if silent else "ok",
+                "p_new": new,
+                "p_not_modified": 1 if not_modified else 0,
+                "p_next_poll_at": due,
+            },
+        )
 
     def _sync_story_index(self, conn: Connection, now: datetime) -> None:
         """Bring the in-memory story index up to date with what every process stored.

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal, cast
+from datetime import UTC, datetime
+from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import BindParameter, Connection, Dialect, Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from service.db.base import UTCDateTime
 from service.db.models import Article
 
 UpsertOutcome = Literal["new", "updated", "unchanged"]
@@ -67,6 +68,52 @@ async def upsert_article(
 _IN_CHUNK = 500
 
 
+class BulkUTCDateTime(UTCDateTime):
+    """:class:`UTCDateTime` for the bulk INSERTs of articles and stories (several per row).
+
+    On SQLite the bound value is the text SQLAlchemy's ``DATETIME`` would store, made by
+    ``datetime.isoformat`` (C) instead of its ``%``-formatting of a dict of the fields (Python),
+    which with the naive-datetime check took ~5 % of the ingest's time. Other dialects bind
+    as :class:`UTCDateTime` does.
+    """
+
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError("naive datetime refused; pass a timezone-aware UTC datetime")
+            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+        return process
+
+
+def bulk_time(name: str) -> BindParameter[datetime]:
+    """A bound time for a bulk INSERT's ``.values()`` (``name`` must not be a column's)."""
+    return bindparam(name, type_=BulkUTCDateTime())
+
+
+# Built once: a statement built per document costs more than running it (its cache key is
+# computed again each time).
+_STORED = select(ARTICLES.c.id, ARTICLES.c.identity, ARTICLES.c.content_hash).where(
+    ARTICLES.c.source_id == bindparam("source_id"),
+    ARTICLES.c.identity.in_(bindparam("identities", expanding=True)),
+)
+# RETURNING the identity pairs the ids with the rows whatever order they come back in; asking
+# SQLAlchemy for parameter order instead makes it insert one row per statement on SQLite.
+_INSERT = (
+    insert(ARTICLES)
+    .values(published_at=bulk_time("b_published_at"), fetched_at=bulk_time("b_fetched_at"))
+    .returning(ARTICLES.c.id, ARTICLES.c.identity)
+)
+_UPDATE = update(ARTICLES).where(ARTICLES.c.id == bindparam("row_id"))
+
+
 @dataclass(frozen=True, slots=True)
 class StoredArticle:
     """An article of :func:`upsert_articles`: its row id and the data it was given.
@@ -115,11 +162,7 @@ def plan_articles(
     stored: dict[str, tuple[int, str]] = {}
     for start in range(0, len(identities), _IN_CHUNK):
         chunk = identities[start : start + _IN_CHUNK]
-        rows = conn.execute(
-            select(ARTICLES.c.id, ARTICLES.c.identity, ARTICLES.c.content_hash).where(
-                ARTICLES.c.source_id == source_id, ARTICLES.c.identity.in_(chunk)
-            )
-        )
+        rows = conn.execute(_STORED, {"source_id": source_id, "identities": chunk})
         stored.update((row.identity, (row.id, row.content_hash)) for row in rows)
     outcomes: list[tuple[ArticleData, UpsertOutcome]] = []
     first: dict[str, ArticleData] = {}
@@ -180,16 +223,14 @@ def write_articles(
     ids = plan.ids
     if plan.fresh:
         stories = story_ids or {}
-        # RETURNING the identity pairs the ids with the rows whatever order they come back in;
-        # asking SQLAlchemy for parameter order instead makes it insert one row per statement
-        # on SQLite.
         inserted = conn.execute(
-            insert(ARTICLES).returning(ARTICLES.c.id, ARTICLES.c.identity),
+            _INSERT,
             [
                 {
                     "source_id": source_id,
                     "identity": d.identity,
-                    "fetched_at": now,
+                    "b_fetched_at": now,
+                    "b_published_at": d.published_at,
                     "story_id": stories.get(d.identity),
                     **_columns(d),
                 }
@@ -199,9 +240,14 @@ def write_articles(
         ids.update((row.identity, row.id) for row in inserted)
     if plan.changed:
         conn.execute(
-            update(ARTICLES).where(ARTICLES.c.id == bindparam("row_id")),
+            _UPDATE,
             [
-                {"row_id": row_id, **_columns(data), "updated_at": now}
+                {
+                    "row_id": row_id,
+                    **_columns(data),
+                    "published_at": data.published_at,
+                    "updated_at": now,
+                }
                 for row_id, data in plan.changed
             ],
         )
@@ -254,7 +300,6 @@ def _columns(data: ArticleData) -> dict[str, object]:
         "summary": data.summary,
         "text": data.text,
         "author": data.author,
-        "published_at": data.published_at,
         "published_valid": data.published_valid,
         "language": data.language,
         "content_hash": data.content_hash,

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Table, bindparam, func, insert, select, updat
 
 from alerts.stories import StoryMember, canonical_member, story_text
 from service.db.models import Story
-from service.storage.articles import ARTICLES, ArticleData, StoredArticle
+from service.storage.articles import ARTICLES, ArticleData, StoredArticle, bulk_time
 from service.storage.sources import SOURCES
 
 __all__ = [
@@ -29,6 +29,39 @@ __all__ = [
 
 # Core tables for the bulk writes: the ORM's bulk layer costs more than the statements.
 STORIES = cast(Table, Story.__table__)
+
+# The per-document statements, built once: building one (and its cache key) costs more than
+# running it.
+_MEMBERS = (
+    select(ARTICLES.c.id, ARTICLES.c.published_at, SOURCES.c.tier)
+    .join(SOURCES, SOURCES.c.id == ARTICLES.c.source_id)
+    .where(ARTICLES.c.id.in_(bindparam("ids", expanding=True)))
+)
+_EXISTING = select(
+    STORIES.c.id,
+    STORIES.c.title,
+    STORIES.c.canonical_article_id,
+    STORIES.c.article_count,
+    STORIES.c.source_ids,
+).where(STORIES.c.id.in_(bindparam("ids", expanding=True)))
+# The placeholder canonical id -(i + 1) pairs the returned ids with the founders in whatever
+# order the rows come back.
+_FOUND = (
+    insert(STORIES)
+    .values(first_seen_at=bulk_time("b_now"), last_seen_at=bulk_time("b_now"))
+    .returning(STORIES.c.id, STORIES.c.canonical_article_id)
+)
+# A story whose only article is its founder: that article has the story's smallest article id.
+_FOUNDER_IS_CANONICAL = (
+    update(STORIES)
+    .where(STORIES.c.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        canonical_article_id=select(func.min(ARTICLES.c.id))
+        .where(ARTICLES.c.story_id == STORIES.c.id)
+        .scalar_subquery()
+    )
+)
+_UPDATE = update(STORIES).where(STORIES.c.id == bindparam("story_id"))
 
 StoryEntry = tuple[str, str, str]
 """``(article key, story text, story id)`` as :class:`alerts.stories.StoryIndex` takes them."""
@@ -79,11 +112,7 @@ def recent_story_entries(
 def _members(conn: Connection, article_ids: Sequence[int]) -> dict[int, StoryMember]:
     if not article_ids:
         return {}
-    rows = conn.execute(
-        select(ARTICLES.c.id, ARTICLES.c.published_at, SOURCES.c.tier)
-        .join(SOURCES, SOURCES.c.id == ARTICLES.c.source_id)
-        .where(ARTICLES.c.id.in_(list(article_ids)))
-    )
+    rows = conn.execute(_MEMBERS, {"ids": list(article_ids)})
     return {
         row.id: StoryMember(article_key=str(row.id), tier=row.tier, published=row.published_at)
         for row in rows
@@ -143,15 +172,7 @@ def open_stories(
     wanted = {story for story in placements if story is not None and story > 0}
     existing: dict[int, _Draft] = {}
     if wanted:
-        rows = conn.execute(
-            select(
-                STORIES.c.id,
-                STORIES.c.title,
-                STORIES.c.canonical_article_id,
-                STORIES.c.article_count,
-                STORIES.c.source_ids,
-            ).where(STORIES.c.id.in_(list(wanted)))
-        )
+        rows = conn.execute(_EXISTING, {"ids": list(wanted)})
         existing = {
             row.id: _Draft(
                 row.id,
@@ -169,16 +190,13 @@ def open_stories(
     ]
     founded: dict[int, int] = {}
     if founders:
-        # The placeholder -(i + 1) is unique in the batch: it pairs the returned ids with the
-        # founders in whatever order the rows come back.
         inserted = conn.execute(
-            insert(STORIES).returning(STORIES.c.id, STORIES.c.canonical_article_id),
+            _FOUND,
             [
                 {
                     "title": articles[i].title,
                     "canonical_article_id": -(i + 1),
-                    "first_seen_at": now,
-                    "last_seen_at": now,
+                    "b_now": now,
                     "article_count": 1,
                     "source_ids": [source_id],
                 }
@@ -246,23 +264,13 @@ def finish_stories(
             story.title = data.title
     # As inserted: one article, the founder, whose id is the only one with that story id.
     alone = [story_id for story_id in opened.founded if drafts[story_id].article_count == 1]
-    if alone:
-        first = (
-            select(func.min(ARTICLES.c.id))
-            .where(ARTICLES.c.story_id == STORIES.c.id)
-            .scalar_subquery()
-        )
-        for start in range(0, len(alone), 500):
-            conn.execute(
-                update(STORIES)
-                .where(STORIES.c.id.in_(alone[start : start + 500]))
-                .values(canonical_article_id=first)
-            )
+    for start in range(0, len(alone), 500):
+        conn.execute(_FOUNDER_IS_CANONICAL, {"ids": alone[start : start + 500]})
     single = set(alone)
     rest = [d for story_id, d in drafts.items() if story_id not in single]
     if rest:
         conn.execute(
-            update(STORIES).where(STORIES.c.id == bindparam("story_id")),
+            _UPDATE,
             [
                 {
                     "story_id": d.id,

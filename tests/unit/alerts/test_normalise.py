@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from selectolax.lexbor import LexborHTMLParser
 
 from alerts.normalise import (
     canonical_url,
@@ -61,6 +62,75 @@ def test_html_to_text() -> None:
 def test_html_to_text_drops_junk_whatever_its_case() -> None:
     assert html_to_text("<P>oil</P><SCRIPT>x()</SCRIPT><Style>p{}</Style><p>gas</p>") == "oil gas"
     assert html_to_text("<div>a<NoScript>b</NoScript><SVG><text>c</text></SVG>d</div>") == "ad"
+
+
+def _fresh_document_text(html: str) -> str:
+    """html_to_text as it was before fragments were parsed into a reused document."""
+    if "<" not in html and "&" not in html:
+        return " ".join(html.split())
+    marked = re.sub(
+        r"<(?=/?(?i:p|div|br|li|dt|dd|h[1-6]|tr|td|th|blockquote|section|article|header|"
+        r"footer|ul|ol|table|pre|figure|figcaption|hr|aside|main)\b)",
+        " <",
+        html,
+    )
+    tree = LexborHTMLParser(marked)
+    for junk in tree.css("script, style, noscript, template, iframe, object, embed, svg, head"):
+        junk.decompose()
+    root = tree.body or tree.root
+    return " ".join(root.text(separator="").split()) if root is not None else ""
+
+
+_MARKUP = [
+    "<p>",
+    "</p>",
+    "<br>",
+    "<b>",
+    "</b>",
+    "<a href='x>y'>",
+    "</a>",
+    "<li>",
+    "<td>",
+    "<table>",
+    "</table>",
+    "<tr>",
+    "<title>T</title>",
+    "<meta charset=utf-8>",
+    "<style>s{}</style>",
+    "<script>x</script>",
+    "<html>",
+    "<head>",
+    "</head>",
+    "<body>",
+    "<frameset>",
+    "<select>",
+    "<option>o",
+    "<selectedcontent>",
+    "<textarea>ta</textarea>",
+    "<svg><text>sv</text></svg>",
+    "<!DOCTYPE html>",
+    "<!-- c -->",
+    "&amp;",
+    "&copy2024",
+    "&#x1;",
+    "a<b",
+    "word",
+    " ",
+    "\x00",
+]
+
+
+@given(st.lists(st.sampled_from(_MARKUP), max_size=16))
+def test_html_to_text_reads_as_a_fresh_document_would(parts: list[str]) -> None:
+    # A reused document must give every fragment the text a document of its own gives it
+    # (stored content hashes depend on it), however many fragments it has parsed before.
+    html = "".join(parts)
+    assert html_to_text(html) == _fresh_document_text(html)
+
+
+def test_html_to_text_replaces_its_scratch_document() -> None:
+    texts = {html_to_text(f"<title>t</title><p>item {i}</p><p>end</p>") for i in range(600)}
+    assert texts == {f"item {i} end" for i in range(600)}
 
 
 @given(st.text(alphabet=st.sampled_from(["a", "é", " ", "\t", "\n", "\xa0", "\u2003", "\x1f"])))
