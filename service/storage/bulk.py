@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Insert, Update
@@ -28,6 +29,29 @@ class _Compiled:
     names: tuple[str, ...]
     processors: tuple[_Processor | None, ...]
     positional: bool
+
+
+class _Memo:
+    """A bind processor that reuses its last result for the very same value.
+
+    The job's rows share their timestamps (one ``now`` for every row of a batch), and a
+    datetime's conversion through its column type costs more than the rest of its row.
+    """
+
+    __slots__ = ("_last", "_process", "_result")
+
+    def __init__(self, process: _Processor) -> None:
+        self._process = process
+        self._last: Any = _Memo
+        self._result: Any = None
+
+    def __call__(self, value: Any) -> Any:
+        # Identity, not equality: only the same (immutable) object is known to convert
+        # the same way; a mutable value (a JSON dict) may have changed in between.
+        if value is not self._last or not isinstance(value, datetime):
+            self._result = self._process(value)
+            self._last = value
+        return self._result
 
 
 class BulkStatement:
@@ -69,16 +93,17 @@ class BulkStatement:
     ) -> tuple[str, list[Any]]:
         """The SQL and the driver-ready parameters of ``rows`` on ``dialect``."""
         compiled = self._compile(dialect)
-        pairs = tuple(zip(compiled.names, compiled.processors, strict=True))
+        columns = [
+            (name, None if process is None else _Memo(process))
+            for name, process in zip(compiled.names, compiled.processors, strict=True)
+        ]
         if compiled.positional:
             return compiled.sql, [
-                tuple(
-                    row[name] if process is None else process(row[name]) for name, process in pairs
-                )
+                tuple(row[name] if memo is None else memo(row[name]) for name, memo in columns)
                 for row in rows
             ]
         return compiled.sql, [
-            {name: row[name] if process is None else process(row[name]) for name, process in pairs}
+            {name: row[name] if memo is None else memo(row[name]) for name, memo in columns}
             for row in rows
         ]
 
