@@ -45,6 +45,7 @@ from service.notify.tokens import subscription_link
 from service.notify.webhook import WebhookSender, retry_delay, should_disable
 from service.runtime import Resources, smtp_options
 from service.safety import check_url
+from service.storage.bulk import BulkStatement
 from service.storage.claims import claim_due
 from service.storage.deliveries import active_secrets
 
@@ -206,9 +207,7 @@ async def _plan_chunk(
         )
     created = await _create_deliveries(session, plans, now=now)
     # One executemany UPDATE moves every subscription of the chunk and releases its lease.
-    await session.execute(
-        update(_SUBSCRIPTIONS).where(_SUBSCRIPTIONS.c.id == bindparam("b_id")), moves
-    )
+    await _MOVE_SUBSCRIPTION.execute_async(session, moves)
     return created
 
 
@@ -262,6 +261,50 @@ def _plan_subscription(
     return plans, _Moved(period.next_due, period.period_key)
 
 
+# Planning's per-row statements, compiled once (see service.storage.bulk).
+_MOVE_SUBSCRIPTION = BulkStatement(
+    update(_SUBSCRIPTIONS).where(_SUBSCRIPTIONS.c.id == bindparam("b_id")),
+    ["b_id", "next_due_at", "last_period_key", "lease_owner", "lease_until"],
+)
+_CREATE_DELIVERY = BulkStatement(
+    insert(_DELIVERIES),
+    [
+        "subscription_id",
+        "channel",
+        "event_type",
+        "period_key",
+        "window_start",
+        "window_end",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "message_id",
+        "item_count",
+        "possible_duplicate",
+        "created_at",
+    ],
+)
+_ATTACH_PENDING = BulkStatement(
+    update(_NOTIFICATIONS)
+    .where(
+        _NOTIFICATIONS.c.subscription_id == bindparam("sub"),
+        _NOTIFICATIONS.c.delivery_id.is_(None),
+    )
+    .values(delivery_id=bindparam("delivery")),
+    ["sub", "delivery"],
+)
+_ATTACH_ONE = BulkStatement(
+    update(_NOTIFICATIONS)
+    .where(_NOTIFICATIONS.c.id == bindparam("one"), _NOTIFICATIONS.c.delivery_id.is_(None))
+    .values(delivery_id=bindparam("delivery")),
+    ["one", "delivery"],
+)
+_NAME_DELIVERY = BulkStatement(
+    update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id")),
+    ["b_id", "message_id", "item_count"],
+)
+
+
 async def _create_deliveries(
     session: AsyncSession, plans: Sequence[_Planned], *, now: datetime
 ) -> int:
@@ -281,8 +324,8 @@ async def _create_deliveries(
     fresh = [plan for plan in plans if (plan.subscription_id, plan.period_key) not in existing]
     if not fresh:
         return 0
-    await session.execute(
-        insert(_DELIVERIES),
+    await _CREATE_DELIVERY.execute_async(
+        session,
         [
             {
                 "subscription_id": plan.subscription_id,
@@ -314,34 +357,18 @@ async def _create_deliveries(
         )
     }
     delivery_ids = [keyed[(plan.subscription_id, plan.period_key)] for plan in fresh]
-    notifications = _NOTIFICATIONS
     whole = [
         {"sub": plan.subscription_id, "delivery": delivery_id}
         for plan, delivery_id in zip(fresh, delivery_ids, strict=True)
         if plan.notification_id is None
     ]
-    if whole:
-        await session.execute(
-            update(notifications)
-            .where(
-                notifications.c.subscription_id == bindparam("sub"),
-                notifications.c.delivery_id.is_(None),
-            )
-            .values(delivery_id=bindparam("delivery")),
-            whole,
-        )
+    await _ATTACH_PENDING.execute_async(session, whole)
     single = [
         {"one": plan.notification_id, "delivery": delivery_id}
         for plan, delivery_id in zip(fresh, delivery_ids, strict=True)
         if plan.notification_id is not None
     ]
-    if single:
-        await session.execute(
-            update(notifications)
-            .where(notifications.c.id == bindparam("one"), notifications.c.delivery_id.is_(None))
-            .values(delivery_id=bindparam("delivery")),
-            single,
-        )
+    await _ATTACH_ONE.execute_async(session, single)
     counts = dict(
         (
             await session.execute(
@@ -351,8 +378,8 @@ async def _create_deliveries(
             )
         ).all()
     )
-    await session.execute(
-        update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id")),
+    await _NAME_DELIVERY.execute_async(
+        session,
         [
             {
                 "b_id": delivery_id,
@@ -695,6 +722,30 @@ async def _prepare_chunk(
 _T = TypeVar("_T")
 _Outcome = tuple[_Prepared, _Started, _Sent, datetime]
 
+# The writer's per-message statements, compiled once (see service.storage.bulk).
+_BY_ID = update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id"))
+_COUNT_ATTEMPT = BulkStatement(_BY_ID, ["b_id", "attempts"])
+_START_ATTEMPT = BulkStatement(
+    insert(_ATTEMPTS), ["delivery_id", "number", "started_at", "outcome"]
+)
+_FINISH_ATTEMPT = BulkStatement(
+    update(_ATTEMPTS).where(
+        _ATTEMPTS.c.delivery_id == bindparam("b_delivery"),
+        _ATTEMPTS.c.number == bindparam("b_number"),
+    ),
+    ["b_delivery", "b_number", "finished_at", "code", "response", "outcome"],
+)
+_CLOSING: dict[tuple[str, ...], BulkStatement] = {}
+
+
+def _closing(keys: tuple[str, ...]) -> BulkStatement:
+    """The UPDATE that records one kind of outcome on its deliveries (a few kinds in all)."""
+    statement = _CLOSING.get(keys)
+    if statement is None:
+        statement = _CLOSING[keys] = BulkStatement(_BY_ID, keys)
+    return statement
+
+
 #: How long outcomes collect before they are written together (group commit).
 _RECORD_DELAY = 0.05
 
@@ -878,12 +929,11 @@ class _Writer:
                 .where(_DELIVERIES.c.id.in_([item.delivery.id for item in items if item.abandoned]))
                 .values(possible_duplicate=True)
             )
-        connection.execute(
-            update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id")),
-            [{"b_id": item.delivery.id, "attempts": item.number} for item in items],
+        _COUNT_ATTEMPT.execute(
+            connection, [{"b_id": item.delivery.id, "attempts": item.number} for item in items]
         )
-        connection.execute(
-            insert(_ATTEMPTS),
+        _START_ATTEMPT.execute(
+            connection,
             [
                 {
                     "delivery_id": item.delivery.id,
@@ -913,17 +963,9 @@ class _Writer:
             attempts.append(attempt)
             statuses.append(row["status"])
         # executemany needs one column set per statement: one UPDATE per kind of outcome.
-        for batch in rows.values():
-            connection.execute(
-                update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id")), batch
-            )
-        connection.execute(
-            update(_ATTEMPTS).where(
-                _ATTEMPTS.c.delivery_id == bindparam("b_delivery"),
-                _ATTEMPTS.c.number == bindparam("b_number"),
-            ),
-            attempts,
-        )
+        for keys, batch in rows.items():
+            _closing(keys).execute(connection, batch)
+        _FINISH_ATTEMPT.execute(connection, attempts)
         disabled = self._record_endpoints(connection, outcomes, statuses)
         for item, _, sent, at in outcomes:
             if sent.permanent_recipient and item.subscriber is not None:

@@ -1,0 +1,118 @@
+"""Rows written through a BulkStatement read back exactly as rows written by SQLAlchemy."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import cast
+
+import pytest
+from sqlalchemy import Table, bindparam, insert, select, update
+
+from service.db.models import Source
+from service.runtime import Resources
+from service.storage.bulk import BulkStatement
+
+pytestmark = pytest.mark.integration
+
+SOURCES = cast(Table, Source.__table__)
+KEYS = [
+    "id",
+    "name",
+    "kind",
+    "url",
+    "options",
+    "tier",
+    "interval_minutes",
+    "enabled",
+    "origin",
+    "version",
+    "created_at",
+    "updated_at",
+    "next_poll_at",
+    "health",
+    "consecutive_failures",
+    "items_seen",
+    "polls_total",
+    "polls_not_modified",
+]
+
+
+def source(source_id: str, at: datetime) -> dict[str, object]:
+    return {
+        "id": source_id,
+        "name": f"Source {source_id}",
+        "kind": "feed",
+        "url": f"https://news.example.org/{source_id}",
+        "options": {"selector": "article", "limit": 3},
+        "tier": "news",
+        "interval_minutes": 30,
+        "enabled": True,
+        "origin": "api",
+        "version": 1,
+        "created_at": at,
+        "updated_at": at,
+        "next_poll_at": at,
+        "health": "new",
+        "consecutive_failures": 0,
+        "items_seen": 0,
+        "polls_total": 0,
+        "polls_not_modified": 0,
+    }
+
+
+async def read_back(resources: Resources, source_id: str) -> dict[str, object]:
+    async with resources.sessionmaker() as session:
+        row = (await session.execute(select(SOURCES).where(SOURCES.c.id == source_id))).one()
+    return dict(row._mapping)
+
+
+async def test_bulk_rows_read_back_like_sqlalchemy_rows(resources: Resources) -> None:
+    # A non-UTC offset: the column type normalises it on the way in, as SQLAlchemy does.
+    at = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=5)))
+    async with resources.sessionmaker() as session:
+        await session.execute(insert(SOURCES), [source("orm", at)])
+        await BulkStatement(insert(SOURCES), KEYS).execute_async(
+            session, [source("bulk-1", at), source("bulk-2", at)]
+        )
+        await session.commit()
+    expected = await read_back(resources, "orm")
+    for source_id in ("bulk-1", "bulk-2"):
+        got = await read_back(resources, source_id)
+        assert {**got, "id": "orm", "name": "Source orm", "url": expected["url"]} == expected
+    assert expected["created_at"] == at.astimezone(UTC)
+
+    later = at + timedelta(hours=1)
+    moves = [
+        {"b_id": "bulk-1", "next_poll_at": later, "health": "ok"},
+        {"b_id": "bulk-2", "next_poll_at": at, "health": "failing"},
+    ]
+    moving = BulkStatement(
+        update(SOURCES).where(SOURCES.c.id == bindparam("b_id")),
+        ["b_id", "next_poll_at", "health"],
+    )
+    # The synchronous path (the delivery job's writer thread) writes the same values.
+    with resources.sync_engine.begin() as connection:
+        moving.execute(connection, moves)
+        moving.execute(connection, [])
+    first, second = await read_back(resources, "bulk-1"), await read_back(resources, "bulk-2")
+    assert (first["next_poll_at"], first["health"]) == (later.astimezone(UTC), "ok")
+    assert (second["next_poll_at"], second["health"]) == (at.astimezone(UTC), "failing")
+
+
+async def test_bulk_rows_refuse_naive_datetimes(resources: Resources) -> None:
+    statement = BulkStatement(insert(SOURCES), KEYS)
+    naive = source("naive", datetime(2026, 3, 1))  # noqa: DTZ001
+    with pytest.raises(ValueError, match="naive datetime"):
+        async with resources.sessionmaker() as session:
+            await statement.execute_async(session, [naive])
+
+
+def test_rows_must_set_exactly_the_statement_binds(resources: Resources) -> None:
+    statement = BulkStatement(
+        update(SOURCES).where(SOURCES.c.id == bindparam("b_id")), ["health", "b_id", "extra"]
+    )
+    with (
+        pytest.raises(ValueError, match="statement binds"),
+        resources.sync_engine.begin() as connection,
+    ):
+        statement.execute(connection, [{"b_id": "x", "health": "ok", "extra": 1}])
