@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from datetime import datetime
+from typing import Literal, cast
 
-from sqlalchemy import BindParameter, Connection, Dialect, Table, bindparam, insert, select, update
+from sqlalchemy import BindParameter, Connection, Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -68,34 +68,9 @@ async def upsert_article(
 _IN_CHUNK = 500
 
 
-class BulkUTCDateTime(UTCDateTime):
-    """:class:`UTCDateTime` for the bulk INSERTs of articles and stories (several per row).
-
-    On SQLite the bound value is the text SQLAlchemy's ``DATETIME`` would store, made by
-    ``datetime.isoformat`` (C) instead of its ``%``-formatting of a dict of the fields (Python),
-    which with the naive-datetime check took ~5 % of the ingest's time. Other dialects bind
-    as :class:`UTCDateTime` does.
-    """
-
-    cache_ok = True
-
-    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
-        if dialect.name != "sqlite":
-            return super().bind_processor(dialect)
-
-        def process(value: datetime | None) -> str | None:
-            if value is None:
-                return None
-            if value.tzinfo is None:
-                raise ValueError("naive datetime refused; pass a timezone-aware UTC datetime")
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-        return process
-
-
 def bulk_time(name: str) -> BindParameter[datetime]:
     """A bound time for a bulk INSERT's ``.values()`` (``name`` must not be a column's)."""
-    return bindparam(name, type_=BulkUTCDateTime())
+    return bindparam(name, type_=UTCDateTime())
 
 
 # Built once: a statement built per document costs more than running it (its cache key is

@@ -1,4 +1,4 @@
-"""How values are bound: JSON text and bulk-insert times, the same as the default path writes."""
+"""How values are bound: JSON text and UTC times, the same text SQLAlchemy's own types write."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from sqlalchemy.dialects import sqlite
 
 from service.db.base import UTCDateTime
 from service.db.session import dumps_json
-from service.storage.articles import BulkUTCDateTime
 
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
@@ -36,24 +35,24 @@ def test_any_json_value_is_stored_as_json_dumps_writes_it(value: Any) -> None:
     st.datetimes(timezones=st.just(UTC))
     | st.datetimes(timezones=st.sampled_from([timezone(timedelta(hours=5)), timezone.min]))
 )
-def test_bulk_times_are_stored_as_utc_datetime_stores_them(value: datetime) -> None:
+def test_times_are_stored_as_sqlalchemys_sqlite_datetime_stores_them(value: datetime) -> None:
     dialect = sqlite.dialect()
-    usual = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
-    bulk = BulkUTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    usual = sqlite.DATETIME().bind_processor(dialect)
+    ours = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
     assert usual is not None
-    assert bulk is not None
+    assert ours is not None
     try:
-        expected = usual(value)
+        expected = usual(value.astimezone(UTC).replace(tzinfo=None))
     except OverflowError:  # out of range once in UTC: refused either way
         with pytest.raises(OverflowError):
-            bulk(value)
+            ours(value)
         return
-    assert bulk(value) == expected
+    assert ours(value) == expected
 
 
-def test_bulk_times_refuse_naive_datetimes() -> None:
+def test_times_refuse_naive_datetimes() -> None:
     dialect = sqlite.dialect()
-    bulk = BulkUTCDateTime().dialect_impl(dialect).bind_processor(dialect)
-    assert bulk is not None
+    ours = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert ours is not None
     with pytest.raises(ValueError, match="naive"):
-        bulk(datetime(2026, 1, 1))  # noqa: DTZ001 - the naive value under test
+        ours(datetime(2026, 1, 1))  # noqa: DTZ001 - the naive value under test
