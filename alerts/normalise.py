@@ -190,9 +190,10 @@ def html_to_text(html: str) -> str:
     junk_hint = special and _JUNK_HINT.search(html) is not None
     if special and _FRESH_DOCUMENT_ONLY.search(html) is not None:
         tree = LexborHTMLParser(marked)
-        if junk_hint:
-            for junk in tree.css(_JUNK):
-                junk.decompose()
+        # Always: a frameset document has no <body>, so its text is read from the root, and
+        # the <head> the parser made (without any <head> tag in the markup) must go too.
+        for junk in tree.css(_JUNK):
+            junk.decompose()
         fresh = tree.body or tree.root
         return _collapse(fresh.text(separator="")) if fresh is not None else ""
     root = _SCRATCH.parse(marked)

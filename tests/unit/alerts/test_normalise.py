@@ -201,3 +201,10 @@ def test_identity_prefers_guid_then_url_then_hash() -> None:
     assert by_hash == f"hash:{digest[:40]}"
     assert identity("https://www.app.com.pk/?p=1", "https://other", "0" * 64) == by_guid
     assert len(by_guid) == len("guid:") + 40
+
+
+def test_html_to_text_drops_an_implied_head_beside_a_frameset() -> None:
+    # Found by the property test above: a frameset document has no <body>, and its implied
+    # <head> (no <head> tag in the markup) held the title.
+    html = "<title>T</title><frameset>"
+    assert html_to_text(html) == _fresh_document_text(html) == ""
