@@ -157,7 +157,9 @@ def retry_delay(
         retry_after: the endpoint's ``Retry-After``; the delay is never shorter.
         rng: source of jitter (seed it in tests).
         schedule: base delays after each failure; its length bounds the retries.
-        jitter: relative spread; each delay is scaled by a factor in ``[1 - j, 1 + j]``.
+        jitter: relative spread; each delay is scaled by a factor in ``[1, 1 + j]``. Upward
+            only, so the schedule is a floor: a symmetric spread could shrink the 27.6 hours of
+            retries below the day the delivery standard (WH-11) promises integrators.
 
     Raises:
         ValueError: ``attempt`` is below 1.
@@ -166,7 +168,7 @@ def retry_delay(
         raise ValueError("attempt counts failed attempts and starts at 1")
     if attempt > len(schedule):
         return None
-    delay = schedule[attempt - 1] * rng.uniform(1 - jitter, 1 + jitter)
+    delay = schedule[attempt - 1] * rng.uniform(1, 1 + jitter)
     if retry_after is not None and retry_after > delay:
         delay = retry_after
     return delay

@@ -144,10 +144,22 @@ def test_retry_schedule_spans_more_than_a_day() -> None:
         attempt += 1
     assert len(delays) == len(RETRY_SCHEDULE) == 7
     for delay, base in zip(delays, RETRY_SCHEDULE, strict=True):
-        assert base * 0.8 <= delay <= base * 1.2
+        assert base <= delay <= base * 1.2
     assert sum(delays, timedelta()) > timedelta(days=1)
     # Jitter: the same attempt does not always wait the same time.
     assert len({retry_delay(3, retry_after=None, rng=rng) for _ in range(5)}) > 1
+
+
+class _LowestDraw(random.Random):
+    """Jitter at the bottom of its range every time: the shortest schedule possible."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return min(a, b)
+
+
+def test_retries_span_more_than_a_day_even_with_the_shortest_jitter() -> None:
+    delays = [retry_delay(n, retry_after=None, rng=_LowestDraw()) for n in range(1, 8)]
+    assert sum((delay for delay in delays if delay is not None), timedelta()) > timedelta(days=1)
 
 
 def test_retry_after_lengthens_the_delay() -> None:
