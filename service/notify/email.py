@@ -273,7 +273,13 @@ class MailerConnection:
             return self._smtp
         await self.close()
         smtp = self._client()
-        await smtp.connect()
+        try:
+            await smtp.connect()
+        except BaseException:
+            # aiosmtplib closes its socket on the failures it expects (no greeting, a refused
+            # EHLO), not on every exception: the socket must not outlive a failed connect.
+            smtp.close()
+            raise
         self._smtp = smtp
         self._sent_on_connection = 0
         self.connections_opened += 1
@@ -346,7 +352,11 @@ class MailerConnection:
     async def close(self) -> None:
         """Say ``QUIT`` if still connected and forget the connection."""
         smtp, self._smtp = self._smtp, None
-        if smtp is None or not smtp.is_connected:
+        if smtp is None:
+            return
+        if not smtp.is_connected:
+            # The protocol saw the connection end; the transport may still hold the socket.
+            smtp.close()
             return
         try:
             await smtp.quit()
