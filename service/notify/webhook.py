@@ -26,6 +26,7 @@ from typing import Any, Literal
 import httpx
 
 from service.exceptions import UnsafeURLError
+from service.safety import send_on_transport
 
 SECRET_PREFIX = "whsec_"
 USER_AGENT = "dealwatch-webhooks/1"
@@ -312,7 +313,7 @@ class WebhookSender:
                 headers=headers,
                 extensions={"timeout": self._timeouts},
             )
-            response = await self._client._transport_for_url(target).handle_async_request(request)
+            response = await send_on_transport(self._client, request)
             excerpt = bytearray()
             stream = response.stream
             assert isinstance(stream, httpx.AsyncByteStream)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import httpx
 
 from service.exceptions import FetchError
-from service.safety import Resolver, check_url
+from service.safety import Resolver, check_url, send_on_transport
 
 __all__ = [
     "FetchOptions",
@@ -217,8 +217,9 @@ async def fetch(
     """Fetch ``url`` politely, with conditional GET and manual, re-checked redirects.
 
     Args:
-        client: the process's shared client (it should not follow redirects itself; this
-            function never asks it to).
+        client: the process's shared client: its headers, timeouts and transport (pool and
+            connect-time SSRF checks) apply; its redirect, cookie, auth and hook layers do
+            not (see :func:`service.safety.send_on_transport`).
         url: the source URL.
         etag: the validator recorded at the last successful fetch.
         last_modified: the ``Last-Modified`` value recorded at the last successful fetch.
@@ -237,13 +238,15 @@ async def fetch(
     loop = asyncio.get_running_loop()
     started = loop.time()
     budget = options.timeout_seconds
-    headers = _conditional_headers(etag, last_modified, options)
+    headers = client.headers.copy()
+    headers.update(_conditional_headers(etag, last_modified, options))
+    extensions = {"timeout": client.timeout.as_dict()}
     current = url
     hops = 0
     while True:
         await check_url(current, allow_loopback=options.allow_loopback, resolver=resolver)
         try:
-            request = client.build_request("GET", current, headers=headers)
+            request = httpx.Request("GET", current, headers=headers, extensions=extensions)
         except httpx.InvalidURL as exc:
             raise FetchError(f"invalid URL: {exc}", url=url) from exc
         host = request.url.host
@@ -299,7 +302,7 @@ async def _exchange(
     options: FetchOptions,
 ) -> Fetched | NotModified | str:
     """Send one request; return the next hop's URL for a redirect."""
-    response = await client.send(request, stream=True, follow_redirects=False)
+    response = await send_on_transport(client, request)
     try:
         status = response.status_code
         if status in _REDIRECT_STATUSES:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import itertools
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -85,6 +86,35 @@ async def test_gzip_is_decoded(server: LocalHTTPServer, client: httpx.AsyncClien
     result = await get(client, server.url("/gz"))
     assert isinstance(result, Fetched)
     assert result.content == ATOM
+
+
+async def test_a_source_cookie_is_neither_kept_nor_sent(
+    server: LocalHTTPServer, client: httpx.AsyncClient
+):
+    server.route("/feed", Response(body=ATOM, headers={"Set-Cookie": "visitor=abc; Path=/"}))
+    for _ in range(2):
+        assert isinstance(await get(client, server.url("/feed")), Fetched)
+    assert [r.headers.get("cookie") for r in server.requests_for("/feed")] == [None, None]
+    assert len(client.cookies.jar) == 0
+
+
+async def test_the_clients_headers_and_timeouts_apply(server: LocalHTTPServer):
+    server.route("/feed", Response(body=ATOM))
+    async with httpx.AsyncClient(
+        trust_env=False, headers={"User-Agent": "from-the-client/2.0", "X-Probe": "1"}
+    ) as http:
+        await get(http, server.url("/feed"), options=replace(OPTIONS, user_agent=None))
+        await get(http, server.url("/feed"))
+    first, second = server.requests_for("/feed")
+    assert (first.headers["user-agent"], first.headers["x-probe"]) == ("from-the-client/2.0", "1")
+    # The fetch options' User-Agent, when set, wins over the client's.
+    assert second.headers["user-agent"] == OPTIONS.user_agent
+    assert "gzip" in first.headers["accept-encoding"]
+
+    server.route("/slow", Response(body=ATOM, delay=1.0))
+    async with httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(0.2)) as http:
+        with pytest.raises(FetchError, match="ReadTimeout"):
+            await get(http, server.url("/slow"))
 
 
 async def test_retry_after_seconds_and_http_date(
