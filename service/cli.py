@@ -17,6 +17,7 @@ from rich.table import Table
 
 from service import __version__
 from service.cli_rules import match_command, rules_app
+from service.exceptions import SettingsError
 from service.settings import Role, Settings, config_dir, load_settings
 
 T = TypeVar("T")
@@ -371,7 +372,12 @@ def sources() -> None:
 
 
 def main() -> Any:
-    return app()
+    try:
+        return app()
+    except SettingsError as exc:
+        # A mistyped setting is the operator's to fix: its name and the problem, no traceback.
+        err_console.print(exc.message, markup=False, highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -13,6 +13,12 @@ class ServiceError(Exception):
         self.message = message or self.default_message
 
 
+class SettingsError(ServiceError, ValueError):
+    """The settings (environment, ``.env`` or ``defaults.toml``) hold an invalid value."""
+
+    default_message = "invalid settings"
+
+
 class NotFoundError(ServiceError, LookupError):
     """A requested row does not exist."""
 

@@ -8,17 +8,27 @@ variables (nested with ``__``, e.g. ``DEALWATCH_DATABASE__URL``), a ``.env`` fil
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from service.exceptions import SettingsError
 
 _REPO_CONFIG = Path(__file__).resolve().parent.parent / "config"
 
@@ -92,14 +102,30 @@ class SmtpSettings(BaseModel):
         return self
 
 
+# Svix's schedule (delivery-standards WH-11): the waits after the 1st, 2nd... failed attempt,
+# 27.6 hours in all, so 8 attempts span more than a day.
+_SVIX_RETRY_SCHEDULE = [5, 300, 1800, 7200, 18000, 36000, 36000]
+_RetryWait = Annotated[int, Field(ge=1, le=7 * 86400)]
+
+
 class DeliverySettings(BaseModel):
     batch_size: int = Field(default=50, ge=1)
     concurrency: int = Field(default=4, ge=1)
     lease_seconds: int = Field(default=600, ge=10)
     max_attempts: int = Field(default=12, ge=1)
+    retry_schedule_seconds: list[_RetryWait] = Field(
+        default_factory=lambda: list(_SVIX_RETRY_SCHEDULE), min_length=1, max_length=50
+    )
+    retry_jitter: float = Field(default=0.2, ge=0.0, le=1.0)
     digest_item_limit: int = Field(default=100, ge=1)
     list_id: str = "dealwatch.localhost"
     subject_prefix: str = "[dealwatch]"
+
+    @property
+    def retry_schedule(self) -> tuple[timedelta, ...]:
+        """The waits after each failed attempt, as :func:`service.notify.webhook.retry_delay`
+        takes them."""
+        return tuple(timedelta(seconds=seconds) for seconds in self.retry_schedule_seconds)
 
 
 class ApiSettings(BaseModel):
@@ -159,5 +185,17 @@ class Settings(BaseSettings):
 
 
 def load_settings() -> Settings:
-    """Read the settings once, at the process edge."""
-    return Settings()
+    """Read the settings once, at the process edge.
+
+    Raises:
+        SettingsError: a value is invalid; the message names each offending setting (as a
+            dotted path, e.g. ``delivery.retry_schedule_seconds.1``) and what is wrong.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or '(settings)'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from exc

@@ -45,6 +45,7 @@ from service.notify.tokens import subscription_link
 from service.notify.webhook import WebhookSender, retry_delay, should_disable
 from service.runtime import Resources, smtp_options
 from service.safety import check_url
+from service.settings import DeliverySettings
 from service.storage.bulk import BulkStatement
 from service.storage.claims import claim_due
 from service.storage.deliveries import active_secrets
@@ -766,6 +767,7 @@ class _Writer:
 
     def __init__(self, resources: Resources) -> None:
         self._resources = resources
+        self._retries = _RetryPolicy.from_settings(resources.settings.delivery)
         self._outcomes: list[_Outcome] = []
         self._starts: list[tuple[Sequence[_Prepared], asyncio.Future[list[_Started]]]] = []
         self._cancelled: list[int] = []
@@ -953,12 +955,12 @@ class _Writer:
 
         Returns the deliveries' new statuses and the endpoints this batch disabled.
         """
-        max_attempts = self._resources.settings.delivery.max_attempts
+        retries = self._retries
         rows: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         attempts: list[dict[str, Any]] = []
         statuses: list[str] = []
         for item, started, sent, at in outcomes:
-            row, attempt = _outcome(item, started, sent, at=at, max_attempts=max_attempts)
+            row, attempt = _outcome(item, started, sent, at=at, retries=retries)
             rows.setdefault(tuple(row), []).append(row)
             attempts.append(attempt)
             statuses.append(row["status"])
@@ -1060,7 +1062,7 @@ def _outcome(
     sent: _Sent,
     *,
     at: datetime,
-    max_attempts: int,
+    retries: _RetryPolicy,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The delivery and attempt columns an outcome sets, as bulk UPDATE parameters."""
     now = started.at
@@ -1080,7 +1082,7 @@ def _outcome(
         attempt["outcome"] = "cancelled"
     elif (
         sent.status == "retry"
-        and (delay := _next_delay(prepared.number, max_attempts, sent.retry_after)) is not None
+        and (delay := retries.next_delay(prepared.number, sent.retry_after)) is not None
     ):
         row.update(status="retry_wait", next_attempt_at=now + delay, last_error=sent.detail)
         attempt["outcome"] = "retry"
@@ -1090,12 +1092,30 @@ def _outcome(
     return row, attempt
 
 
-def _next_delay(
-    attempts: int, max_attempts: int, retry_after: timedelta | None
-) -> timedelta | None:
-    if attempts >= max_attempts:
-        return None
-    return retry_delay(attempts, retry_after=retry_after, rng=random.Random())
+@dataclass(frozen=True, slots=True)
+class _RetryPolicy:
+    """When a retryable failure is tried again: ``delivery.max_attempts``,
+    ``delivery.retry_schedule_seconds`` and ``delivery.retry_jitter``, read once per job."""
+
+    max_attempts: int
+    schedule: tuple[timedelta, ...]
+    jitter: float
+
+    @classmethod
+    def from_settings(cls, settings: DeliverySettings) -> _RetryPolicy:
+        return cls(settings.max_attempts, settings.retry_schedule, settings.retry_jitter)
+
+    def next_delay(self, attempts: int, retry_after: timedelta | None) -> timedelta | None:
+        """The wait after ``attempts`` failed attempts, or ``None`` when retries are spent."""
+        if attempts >= self.max_attempts:
+            return None
+        return retry_delay(
+            attempts,
+            retry_after=retry_after,
+            rng=random.Random(),
+            schedule=self.schedule,
+            jitter=self.jitter,
+        )
 
 
 @dataclass(slots=True)

@@ -30,16 +30,6 @@ from service.safety import send_on_transport
 
 SECRET_PREFIX = "whsec_"
 USER_AGENT = "dealwatch-webhooks/1"
-#: Svix's schedule (WH-11): delays after the 1st, 2nd… failed attempt; about 27.6 hours.
-RETRY_SCHEDULE: tuple[timedelta, ...] = (
-    timedelta(seconds=5),
-    timedelta(minutes=5),
-    timedelta(minutes=30),
-    timedelta(hours=2),
-    timedelta(hours=5),
-    timedelta(hours=10),
-    timedelta(hours=10),
-)
 DISABLE_AFTER = timedelta(days=5)
 MAX_RETRY_AFTER = timedelta(hours=24)
 EXCERPT_BYTES = 1024
@@ -148,8 +138,8 @@ def retry_delay(
     *,
     retry_after: timedelta | None,
     rng: random.Random,
-    schedule: Sequence[timedelta] = RETRY_SCHEDULE,
-    jitter: float = 0.2,
+    schedule: Sequence[timedelta],
+    jitter: float,
 ) -> timedelta | None:
     """Return the wait before the next attempt, or ``None`` when retries are exhausted.
 
@@ -157,7 +147,8 @@ def retry_delay(
         attempt: how many attempts have failed so far (1 after the first failure).
         retry_after: the endpoint's ``Retry-After``; the delay is never shorter.
         rng: source of jitter (seed it in tests).
-        schedule: base delays after each failure; its length bounds the retries.
+        schedule: base delays after each failure (``delivery.retry_schedule_seconds``, Svix's
+            by default); its length bounds the retries.
         jitter: relative spread; each delay is scaled by a factor in ``[1, 1 + j]``. Upward
             only, so the schedule is a floor: a symmetric spread could shrink the 27.6 hours of
             retries below the day the delivery standard (WH-11) promises integrators.

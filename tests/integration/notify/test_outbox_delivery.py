@@ -13,7 +13,7 @@ from service.db.models import Delivery, DeliveryAttempt, Subscriber, WebhookEndp
 from service.jobs.digests import run_due_deliveries
 from service.notify.webhook import generate_secret
 from service.runtime import Resources, open_resources
-from service.settings import Settings, SmtpSettings
+from service.settings import DeliverySettings, Settings, SmtpSettings
 from service.storage.deliveries import recover_failed, replay_delivery
 from service.storage.recipients import rotate_endpoint_secret
 from service.storage.subscriptions import (
@@ -230,6 +230,36 @@ async def test_retries_span_more_than_a_day_then_fail(res: Resources, clock: Fak
     assert clock() - started > timedelta(days=1)
     assert len({r.headers["webhook-id"] for r in requests}) == 1
     assert len({r.headers["webhook-timestamp"] for r in requests}) == 8
+
+
+async def test_a_configured_retry_schedule_is_followed(
+    outbox_settings: Settings, resources: Resources, clock: FakeClock
+) -> None:
+    clock.set(datetime.now(UTC).replace(microsecond=0))
+    settings = outbox_settings.model_copy(
+        update={"delivery": DeliverySettings(retry_schedule_seconds=[60, 120], retry_jitter=0.0)}
+    )
+    async with open_resources(settings, clock=clock) as res:
+        async with res.sessionmaker() as session:
+            await seed_catalogue(session, now=clock())
+            await session.commit()
+        with LocalHTTPServer() as server:
+            server.route("/hooks", Response(status=503), method="POST")
+            await webhook_subscription(res, server.url("/hooks"), generate_secret())
+            await add_matches(res, "Pakistan buys Russian LNG")
+            started = clock()
+            offsets = []
+            for _ in range(10):
+                offsets.append(clock() - started)
+                await run_due_deliveries(res)
+                (delivery,) = await deliveries(res)
+                if delivery.status == "failed":
+                    break
+                clock.set(delivery.next_attempt_at)
+            requests = server.requests_for("/hooks")
+    assert delivery.status == "failed"
+    assert len(requests) == 3
+    assert offsets == [timedelta(0), timedelta(seconds=60), timedelta(seconds=180)]
 
 
 async def test_replay_and_recover_reuse_the_webhook_id(

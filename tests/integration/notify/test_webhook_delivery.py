@@ -9,6 +9,7 @@ import pytest
 from alerts.render import webhook_payload
 from service.exceptions import UnsafeURLError
 from service.notify.webhook import WebhookSender, generate_secret, retry_delay
+from service.settings import DeliverySettings
 from tests.support.digests import sample_digest
 from tests.support.smtp_server import free_port
 from tests.support.webhook_receiver import Scripted, WebhookReceiver
@@ -107,9 +108,15 @@ async def test_429_retry_after_is_honoured(
     assert outcome.status == "retry"
     assert outcome.retry_after == timedelta(hours=1)
     # The first retry would be ~5 s; the endpoint asked for an hour.
-    assert retry_delay(1, retry_after=outcome.retry_after, rng=random.Random(0)) == timedelta(
-        hours=1
+    defaults = DeliverySettings()
+    first = retry_delay(
+        1,
+        retry_after=outcome.retry_after,
+        rng=random.Random(0),
+        schedule=defaults.retry_schedule,
+        jitter=defaults.retry_jitter,
     )
+    assert first == timedelta(hours=1)
 
 
 async def test_redirects_are_failures_and_not_followed(

@@ -7,10 +7,10 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from service.notify.webhook import (
-    RETRY_SCHEDULE,
     classify_response,
     encode_payload,
     generate_secret,
@@ -21,8 +21,23 @@ from service.notify.webhook import (
     sign,
     signed_headers,
 )
+from service.settings import DeliverySettings, Settings
 
 NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
+DEFAULTS = DeliverySettings()
+RETRY_SCHEDULE = DEFAULTS.retry_schedule
+
+
+def default_retry_delay(
+    attempt: int, *, retry_after: timedelta | None, rng: random.Random
+) -> timedelta | None:
+    return retry_delay(
+        attempt,
+        retry_after=retry_after,
+        rng=rng,
+        schedule=RETRY_SCHEDULE,
+        jitter=DEFAULTS.retry_jitter,
+    )
 
 
 def test_standard_webhooks_test_vector() -> None:
@@ -139,7 +154,7 @@ def test_retry_schedule_spans_more_than_a_day() -> None:
     rng = random.Random(7)
     delays = []
     attempt = 1
-    while (delay := retry_delay(attempt, retry_after=None, rng=rng)) is not None:
+    while (delay := default_retry_delay(attempt, retry_after=None, rng=rng)) is not None:
         delays.append(delay)
         attempt += 1
     assert len(delays) == len(RETRY_SCHEDULE) == 7
@@ -147,7 +162,7 @@ def test_retry_schedule_spans_more_than_a_day() -> None:
         assert base <= delay <= base * 1.2
     assert sum(delays, timedelta()) > timedelta(days=1)
     # Jitter: the same attempt does not always wait the same time.
-    assert len({retry_delay(3, retry_after=None, rng=rng) for _ in range(5)}) > 1
+    assert len({default_retry_delay(3, retry_after=None, rng=rng) for _ in range(5)}) > 1
 
 
 class _LowestDraw(random.Random):
@@ -158,18 +173,18 @@ class _LowestDraw(random.Random):
 
 
 def test_retries_span_more_than_a_day_even_with_the_shortest_jitter() -> None:
-    delays = [retry_delay(n, retry_after=None, rng=_LowestDraw()) for n in range(1, 8)]
+    delays = [default_retry_delay(n, retry_after=None, rng=_LowestDraw()) for n in range(1, 8)]
     assert sum((delay for delay in delays if delay is not None), timedelta()) > timedelta(days=1)
 
 
 def test_retry_after_lengthens_the_delay() -> None:
     rng = random.Random(1)
-    assert retry_delay(1, retry_after=timedelta(minutes=7), rng=rng) == timedelta(minutes=7)
-    delay = retry_delay(5, retry_after=timedelta(seconds=1), rng=rng)
+    assert default_retry_delay(1, retry_after=timedelta(minutes=7), rng=rng) == timedelta(minutes=7)
+    delay = default_retry_delay(5, retry_after=timedelta(seconds=1), rng=rng)
     assert delay is not None
     assert delay > timedelta(hours=3)
     with pytest.raises(ValueError, match="attempt"):
-        retry_delay(0, retry_after=None, rng=rng)
+        default_retry_delay(0, retry_after=None, rng=rng)
 
 
 def test_should_disable() -> None:
@@ -179,3 +194,40 @@ def test_should_disable() -> None:
     assert not should_disable(status="retry", failing_since=NOW - timedelta(days=4), now=NOW)
     assert should_disable(status="retry", failing_since=NOW - timedelta(days=5), now=NOW)
     assert should_disable(status="failed", failing_since=NOW - timedelta(days=6), now=NOW)
+
+
+def test_the_retry_schedule_is_svix_s_by_default_and_read_from_configuration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert DEFAULTS.retry_schedule_seconds == [5, 300, 1800, 7200, 18000, 36000, 36000]
+    # config/defaults.toml states the same schedule as the model.
+    assert Settings().delivery.retry_schedule_seconds == DEFAULTS.retry_schedule_seconds
+    monkeypatch.setenv("DEALWATCH_DELIVERY__RETRY_SCHEDULE_SECONDS", "[60, 3600]")
+    monkeypatch.setenv("DEALWATCH_DELIVERY__RETRY_JITTER", "0")
+    delivery = Settings().delivery
+    assert delivery.retry_schedule == (timedelta(minutes=1), timedelta(hours=1))
+    rng = random.Random(3)
+    delays = [
+        retry_delay(n, retry_after=None, rng=rng, schedule=delivery.retry_schedule, jitter=0.0)
+        for n in (1, 2, 3)
+    ]
+    assert delays == [timedelta(minutes=1), timedelta(hours=1), None]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("retry_schedule_seconds", [], "at least 1 item"),
+        ("retry_schedule_seconds", [5, 0], "greater than or equal to 1"),
+        ("retry_schedule_seconds", [-5], "greater than or equal to 1"),
+        ("retry_schedule_seconds", [8 * 86400], "less than or equal to 604800"),
+        ("retry_jitter", -0.1, "greater than or equal to 0"),
+        ("retry_jitter", 1.5, "less than or equal to 1"),
+    ],
+)
+def test_a_bad_retry_setting_is_refused_with_its_name(
+    field: str, value: object, message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message) as refused:
+        DeliverySettings.model_validate({field: value})
+    assert field in str(refused.value)
