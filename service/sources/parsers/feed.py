@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import fastfeedparser
 import feedparser
@@ -59,6 +59,11 @@ _XML_LANG = re.compile(r"""<(?:feed|rss|rdf:RDF|channel)\b[^>]*\bxml:lang=["']([
 
 
 _HAS_YEAR = re.compile(r"\d{4}")
+# An absolute http(s) URL that urlsplit and urlunparse give back as it is: lower-case scheme,
+# a host (and port) without brackets, and nothing that they strip, split off or drop (spaces
+# and control characters, ";" parameters, "?" and "#"). Most item links are such URLs, and
+# this match costs a tenth of urljoin.
+_PLAIN_LINK = re.compile(r"https?://[A-Za-z0-9.:-]+(?:/[^\x00-\x20;?#\x7f-\U0010ffff]*)?")
 
 
 def _install_date_guard() -> None:
@@ -188,9 +193,17 @@ def _struct_time(value: Any) -> datetime | None:
 
 
 def _absolute(link: Any, base: str) -> str | None:
-    if not isinstance(link, str) or not link.strip():
+    if not isinstance(link, str):
         return None
-    return urljoin(base, link.strip())
+    stripped: str = link.strip()
+    if not stripped:
+        return None
+    if _PLAIN_LINK.fullmatch(stripped) is not None:
+        # urljoin gives such a link back unchanged, whatever the base, once it has parsed the
+        # base (urlsplit caches it), which raises for a base that is no URL.
+        urlsplit(base)
+        return stripped
+    return urljoin(base, stripped)
 
 
 def _text(value: Any) -> str:

@@ -4,6 +4,7 @@ import html
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 from hypothesis import given
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from service.exceptions import SourceParseError
 from service.sources.parsers import PARSERS, ParsedDocument, parser_for
-from service.sources.parsers.feed import PARSE_COUNTS, decode_markup, prepare_xml
+from service.sources.parsers.feed import PARSE_COUNTS, _absolute, decode_markup, prepare_xml
 
 FEEDS = Path(__file__).parents[2] / "data" / "feeds"
 
@@ -250,3 +251,71 @@ def test_entity_rewrite_matches_the_one_by_one_rewrite(pieces: list[str]) -> Non
     body = "".join(pieces)
     expected = _entities_one_by_one(body)
     assert prepare_xml(f"<a>{body}</a>".encode()).decode().endswith(f"<a>{expected}</a>")
+
+
+_LINK_PIECES = [
+    "http://",
+    "https://",
+    "HTTPS://",
+    "ftp://",
+    "//",
+    "mailto:",
+    "example.org",
+    "Example.ORG",
+    "é.org",
+    ":8080",
+    ":",
+    "@",
+    "[::1]",
+    "[",
+    "]",
+    "/",
+    "a",
+    "..",
+    ".",
+    ";p",
+    ";",
+    "?",
+    "?q=1",
+    "#",
+    "#f",
+    " ",
+    "\t",
+    "\n",
+    "\x00",
+    "\x7f",
+    "%20",
+    "é",
+    "~",
+]
+_BASES = [
+    "https://example.org/feed/",
+    "http://127.0.0.1:8000/feed.xml",
+    "https://example.org",
+    "",
+    "http://[bad/",
+    "feed.xml",
+]
+
+
+def _urljoin_outcome(base: str, link: str) -> str | type[Exception]:
+    try:
+        return urljoin(base, link)
+    except ValueError:
+        return ValueError
+
+
+def _absolute_outcome(base: str, link: str) -> str | type[Exception] | None:
+    try:
+        return _absolute(link, base)
+    except ValueError:
+        return ValueError
+
+
+@given(st.lists(st.sampled_from(_LINK_PIECES), max_size=8), st.sampled_from(_BASES))
+def test_item_links_are_joined_as_urljoin_joins_them(pieces: list[str], base: str) -> None:
+    link = "".join(pieces)
+    if not link.strip():
+        assert _absolute(link, base) is None
+        return
+    assert _absolute_outcome(base, link) == _urljoin_outcome(base, link.strip())
