@@ -45,6 +45,9 @@ _HTTP_CHARSET = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._:-]+)""", re.IGNO
 # A DOCTYPE with an internal subset ends at "]>", one without at the first ">".
 _DOCTYPE = re.compile(r"<!DOCTYPE(?:[^\[>]*\[.*?\]\s*>|[^>]*>)", re.IGNORECASE | re.DOTALL)
 _ENTITY_DECL = re.compile(r"<!ENTITY", re.IGNORECASE)
+# What both of the above start with ("D" and "E" have no case partners outside ASCII): most
+# feeds have neither, and this one scan costs two thirds of the two.
+_DECLARATION_START = re.compile("<![DdEe]")
 _XML_ENTITIES = frozenset({"amp", "lt", "gt", "quot", "apos"})
 # The five XML entities are left to the XML parser; excluding them in the pattern spares a
 # Python call per "&lt;" of an escaped-HTML description (tens of thousands per feed).
@@ -165,10 +168,11 @@ def prepare_xml(content: bytes, content_type: str = "") -> bytes:
     """
     text = decode_markup(content, content_type).lstrip("\ufeff \t\r\n")
     text = _XML_DECL_TEXT.sub("", text, count=1).lstrip()
-    text = _DOCTYPE.sub("", text, count=1)
-    if _ENTITY_DECL.search(text[:65536]):
-        # A second DOCTYPE or a stray declaration: drop every one rather than risk expansion.
-        text = re.sub(r"<!ENTITY[^>]*>", "", text, flags=re.IGNORECASE)
+    if _DECLARATION_START.search(text) is not None:
+        text = _DOCTYPE.sub("", text, count=1)
+        if _ENTITY_DECL.search(text[:65536]):
+            # A second DOCTYPE or a stray declaration: drop every one rather than risk expansion.
+            text = re.sub(r"<!ENTITY[^>]*>", "", text, flags=re.IGNORECASE)
     text = _NAMED_ENTITY.sub(_numeric_entity, text)
     return b'<?xml version="1.0" encoding="utf-8"?>\n' + text.encode("utf-8")
 
