@@ -78,10 +78,9 @@ _AMP_PATH = re.compile(r"(?:/amp/?|\.amp|/amp\.html)$", re.IGNORECASE)
 _AMP_PATH_ENDS = frozenset("pP/lL")
 # A URL that urlsplit would take apart as scheme, lower-case host and path (no port, user info,
 # query or fragment; nothing it strips or rejects): most article links. Matching it costs a
-# fifth of urlsplit and its ``port`` and ``hostname`` properties.
-_PLAIN_URL = re.compile(
-    r"(https?)://([a-z0-9-]+(?:\.[a-z0-9-]+)*)(/[^\x00-\x20?#\x7f-\U0010ffff]*)?"
-)
+# fifth of urlsplit and its ``port`` and ``hostname`` properties. The path is printable ASCII
+# but "#" (x23) and "?" (x3f), spelled as ranges: a class up to U+10FFFF takes 2 ms to compile.
+_PLAIN_URL = re.compile(r"(https?)://([a-z0-9-]+(?:\.[a-z0-9-]+)*)(/[!-\x22\x24-\x3e\x40-~]*)?")
 # Non-ASCII letters that the regex engine matches case-insensitively with an ASCII one (the
 # list is complete: tests/unit/alerts/test_normalise.py asks the engine for every code point).
 _CASE_PARTNERS = {"i": "\u0130\u0131", "k": "\u212a", "s": "\u017f"}

@@ -65,8 +65,9 @@ _HAS_YEAR = re.compile(r"\d{4}")
 # An absolute http(s) URL that urlsplit and urlunparse give back as it is: lower-case scheme,
 # a host (and port) without brackets, and nothing that they strip, split off or drop (spaces
 # and control characters, ";" parameters, "?" and "#"). Most item links are such URLs, and
-# this match costs a tenth of urljoin.
-_PLAIN_LINK = re.compile(r"https?://[A-Za-z0-9.:-]+(?:/[^\x00-\x20;?#\x7f-\U0010ffff]*)?")
+# this match costs a tenth of urljoin. The path is printable ASCII but "#" (x23), ";" (x3b) and
+# "?" (x3f), spelled as ranges: a class up to U+10FFFF takes 2 ms to compile.
+_PLAIN_LINK = re.compile(r"https?://[A-Za-z0-9.:-]+(?:/[!-\x22\x24-\x3a\x3c-\x3e\x40-~]*)?")
 
 
 def _install_date_guard() -> None:
