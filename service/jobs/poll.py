@@ -482,7 +482,13 @@ class Poller:
                 with stages.stage("normalise"):
                     data = ready.with_language(data)
                 with stages.stage("gazetteer"):
-                    return ready.with_mentions(data, gazetteer)
+                    # ready.with_mentions(data, gazetteer), without copying an article whose
+                    # mentions it already holds (an article that mentions nothing the
+                    # gazetteer knows keeps its empty defaults).
+                    countries, entities = gazetteer.find_sorted(ready.mentions)
+                    if countries == data.countries and entities == data.entities:
+                        return data
+                    return replace(data, countries=countries, entities=entities)
 
             with stages.stage("article SQL"):
                 plan = plan_articles(conn, source_id=view.id, items=batch)
