@@ -526,8 +526,8 @@ class Poller:
             with stages.stage("story SQL"):
                 finish_stories(conn, opened=opened, articles=fresh, tier=view.tier, now=now)
             with stages.stage("stories"):
-                for key, text, story_id in zip(keys, texts, opened.story_ids, strict=True):
-                    self.stories.add(key, text, str(story_id))
+                # place_many filed every one of them: only their story keys change.
+                self.stories.update_stories(zip(keys, map(str, opened.story_ids), strict=True))
             found_matches: list[tuple[int, list[alerts.Match]]] = []
             for article, change in stored:
                 if change == "unchanged":
