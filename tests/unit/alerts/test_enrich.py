@@ -104,6 +104,15 @@ def test_every_table_is_loaded() -> None:
         assert entity in GAZETTEER.entity_ids
 
 
+def _reference_fold(text: str) -> str:
+    """:func:`fold` as it was, with ``str.translate``."""
+    normalised = text.translate(_CHAR_FOLD)
+    lowered = normalised.lower()
+    if len(lowered) == len(normalised):
+        return lowered
+    return "".join(ch.lower() if len(ch.lower()) == 1 else ch for ch in normalised)
+
+
 def _reference_find(gazetteer: Gazetteer, text: str) -> Enrichment:
     """:meth:`Gazetteer.find` before its ASCII road: every text folded and scanned as str."""
     automaton = gazetteer._automaton
@@ -111,7 +120,7 @@ def _reference_find(gazetteer: Gazetteer, text: str) -> Enrichment:
         return Enrichment()
     normalised = " ".join(text.split()) if "\n" in text or "  " in text else text
     original: str | None = None
-    folded = fold(normalised)
+    folded = _reference_fold(normalised)
     size = len(folded)
     countries: set[str] = set()
     entities: set[str] = set()
@@ -177,6 +186,34 @@ def test_find_equals_the_reference_on_ascii_soup(text: str) -> None:
     assert GAZETTEER.find(text) == _reference_find(GAZETTEER, text)
 
 
+def _typographic(alias: str) -> str:
+    return alias.replace("-", "\u2013").replace("'", "\u2019").replace(" ", "\xa0")
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    _soup(
+        [alias for alias in _ALIASES if alias.isascii()],
+        [*_CASES, _typographic],
+        [
+            *_ASCII_FILLER,
+            "\u2019",
+            "\u2018",
+            "\u2013",
+            "\u2014",
+            "\u2212",
+            "\xa0",
+            "\xa0 ",
+            "«",
+            "»",
+        ],
+    )
+)
+def test_find_equals_the_reference_on_typographic_soup(text: str) -> None:
+    # ASCII once folded (dashes, apostrophes, no-break spaces, guillemets): the ASCII road too.
+    assert GAZETTEER.find(text) == _reference_find(GAZETTEER, text)
+
+
 def test_find_equals_the_reference_on_ingest_benchmark_items(tmp_path: Path) -> None:
     feeds = tmp_path / "feeds"
     feeds.mkdir()
@@ -216,3 +253,41 @@ def test_find_sorted_is_find_in_article_order() -> None:
         tuple(sorted(found.entities)),
     )
     assert GAZETTEER.find_sorted("nothing to see") == ((), ())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "CASA\u20131000 and the North\u2013South gas pipeline",
+        "Pakistan\u2019s LNG and the People\u2019s Republic of China",
+        "US\xa0sanctions",
+        "US\xa0 sanctions on Iran",
+        "\u00abPakistan Stream\u00bb",
+        "PSO\u2014PPL",
+    ],
+)
+def test_typographic_text_finds_what_the_reference_finds(text: str) -> None:
+    # The folding table makes these ASCII, so they take the ASCII road (acronyms compared
+    # against the folded text, as the reference does).
+    assert text.translate(_CHAR_FOLD).isascii()
+    assert GAZETTEER.find(text) == _reference_find(GAZETTEER, text)
+
+
+def test_typographic_acronym_matches_its_folded_spelling() -> None:
+    assert "project:casa-1000" in GAZETTEER.find("CASA\u20131000 line").entities
+    assert GAZETTEER.find("US\xa0sanctions").countries == {"US"}
+
+
+_FOLDED = [chr(code) for code in _CHAR_FOLD]
+
+
+@settings(max_examples=500)
+@given(st.text() | st.text(st.sampled_from([*_FOLDED, "a", "A", " ", "İ", "\u0301", "е"])))
+def test_fold_equals_the_translate_table(text: str) -> None:
+    assert fold(text) == _reference_fold(text)
+
+
+def test_fold_replacements_are_not_folded_again() -> None:
+    # fold replaces one character after the other: that equals one translate only while no
+    # replacement is itself a character the table replaces.
+    assert not set("".join(str(target) for target in _CHAR_FOLD.values())) & set(_FOLDED)
