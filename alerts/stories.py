@@ -63,6 +63,14 @@ _ASCII_WORDS = bytes(
 """For ASCII text: word characters lowered (casefold is lower there), everything else a space,
 so that ``split()`` yields what ``_WORD.findall`` would, at half the cost of the regular
 expression."""
+_TYPOGRAPHIC_SEPARATORS = tuple(
+    char
+    for char in "\u2018\u2019\u201c\u201d\u2013\u2014\u2026\u00a0\u00ab\u00bb\u2022"
+    if not _WORD.search(char) and not _WORD.search(char.casefold())
+)
+"""Punctuation of English typography (curly quotes, dashes, ellipsis, no-break space): not word
+characters, before or after casefolding, so a space in their place splits the same words, and
+a text that only they made non-ASCII can take the ASCII road."""
 _SIGNATURE_CHUNK = 512
 """Articles per vectorised signature computation (bounds the temporary array when the index
 is rebuilt from a whole window: 128 x tokens x 8 bytes)."""
@@ -141,6 +149,10 @@ def story_tokens(text: str) -> frozenset[str]:
 def _words(text: str) -> set[str]:
     # A plain set: the index never changes one, and freezing a copy cost as much as the
     # stop-word removal.
+    if not text.isascii():
+        for char in _TYPOGRAPHIC_SEPARATORS:
+            if char in text:
+                text = text.replace(char, " ")
     if text.isascii():
         words = set(text.encode("ascii").translate(_ASCII_WORDS).decode("ascii").split())
     else:

@@ -238,10 +238,15 @@ class _OldStoryIndex:
 
 
 # Word-ish text: ASCII letters and digits in both cases, punctuation, whitespace of every kind,
-# and characters that make a text non-ASCII (accents, Cyrillic, a dotted capital I, a
-# combining mark, a non-ASCII digit, a ligature that casefolds to two letters).
+# characters that make a text non-ASCII (accents, Cyrillic, a dotted capital I, a combining
+# mark, a non-ASCII digit, a ligature that casefolds to two letters) and typographic
+# punctuation (which alone leaves a text on the ASCII road).
 _CHARS = st.sampled_from(
-    [*"aAbBzZ09_ -.,:'\"!?\t\n\r\x0b\x0c\x1c\x00~", "é", "Ж", "ё", "İ", "\u0301", "٣", "ß", "ﬁ"]
+    [
+        *"aAbBzZ09_ -.,:'\"!?\t\n\r\x0b\x0c\x1c\x00~",
+        *"éЖёİ\u0301٣ßﬁ",
+        *"\u2018\u2019\u201c\u201d\u2013\u2014\u2026\u00a0\u00ab\u00bb\u2022\u2212",
+    ]
 )
 _WORDS = ["gas", "Pipeline", "deal", "the", "of", "OPEC", "cuts", "oil", "Signed", "LNG", "2025"]
 
