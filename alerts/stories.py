@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -57,9 +57,26 @@ Jaccard of the word sets then decides, so the banding only bounds recall, never 
 """
 _LEAD_CHARS = 400
 _WORD = re.compile(r"\w+")
+_ASCII_WORDS = bytes(
+    ord(ch.lower()) if _WORD.fullmatch(ch) else ord(" ") for ch in map(chr, range(128))
+).ljust(256, b" ")
+"""For ASCII text: word characters lowered (casefold is lower there), everything else a space,
+so that ``split()`` yields what ``_WORD.findall`` would, at half the cost of the regular
+expression."""
+_TYPOGRAPHIC_SEPARATORS = tuple(
+    char
+    for char in "\u2018\u2019\u201c\u201d\u2013\u2014\u2026\u00a0\u00ab\u00bb\u2022"
+    if not _WORD.search(char) and not _WORD.search(char.casefold())
+)
+"""Punctuation of English typography (curly quotes, dashes, ellipsis, no-break space): not word
+characters, before or after casefolding, so a space in their place splits the same words, and
+a text that only they made non-ASCII can take the ASCII road."""
 _SIGNATURE_CHUNK = 512
 """Articles per vectorised signature computation (bounds the temporary array when the index
 is rebuilt from a whole window: 128 x tokens x 8 bytes)."""
+_SCRATCH_VALUES = 65536
+"""Hash values per vectorised step (512 KB): 16 hash functions at a time for a feed's 50
+articles, so the temporary stays in the CPU's cache while all of them use it."""
 _RNG = np.random.default_rng(20261128)
 # Multiply-shift universal hashing, h(x) = (a * x + b) mod 2**64 >> 32 with odd a: one
 # independent hash function per permutation, fixed seeds so that every index in a process
@@ -126,10 +143,25 @@ def story_text(title: str, text: str) -> str:
 
 def story_tokens(text: str) -> frozenset[str]:
     """Return the content words of ``text`` (case-folded, stop words removed)."""
-    return frozenset(_WORD.findall(text.casefold())).difference(_STOP_WORDS)
+    return frozenset(_words(text))
 
 
-def _signatures(token_sets: Sequence[frozenset[str]]) -> npt.NDArray[np.uint64]:
+def _words(text: str) -> set[str]:
+    # A plain set: the index never changes one, and freezing a copy cost as much as the
+    # stop-word removal.
+    if not text.isascii():
+        for char in _TYPOGRAPHIC_SEPARATORS:
+            if char in text:
+                text = text.replace(char, " ")
+    if text.isascii():
+        words = set(text.encode("ascii").translate(_ASCII_WORDS).decode("ascii").split())
+    else:
+        words = set(_WORD.findall(text.casefold()))
+    words -= _STOP_WORDS
+    return words
+
+
+def _signatures(token_sets: Sequence[Set[str]]) -> npt.NDArray[np.uint64]:
     """Return the MinHash signatures of non-empty word sets, one row of 128 values each.
 
     All sets are hashed in one numpy pass: a per-article MinHash object cost more than the
@@ -141,15 +173,27 @@ def _signatures(token_sets: Sequence[frozenset[str]]) -> npt.NDArray[np.uint64]:
     hashes = np.fromiter(
         map(hash, itertools.chain.from_iterable(token_sets)), dtype=np.int64, count=sum(lengths)
     ).view(np.uint64)
-    values = np.multiply(_MUL, hashes)
-    values += _ADD
-    values >>= _SHIFT
     starts = np.zeros(len(lengths), dtype=np.intp)
     np.cumsum(lengths[:-1], out=starts[1:])
-    return np.minimum.reduceat(values, starts, axis=1).T
+    minima = np.empty((_NUM_PERM, len(lengths)), dtype=np.uint64)
+    # A few hash functions at a time: the temporary stays in the CPU's cache instead of
+    # filling megabytes for a feed's 50 articles (which only shows in the ingest benchmark,
+    # where other stages run between two feeds, not in a loop over signatures alone).
+    step = _NUM_PERM
+    while step > 1 and step * len(hashes) > _SCRATCH_VALUES:
+        step //= 2
+    values = np.empty((step, len(hashes)), dtype=np.uint64)
+    for row in range(0, _NUM_PERM, step):
+        np.multiply(_MUL[row : row + step], hashes, out=values)
+        values += _ADD[row : row + step]
+        np.minimum.reduceat(values, starts, axis=1, out=minima[row : row + step])
+    # The shift keeps the order (x <= y gives x >> 32 <= y >> 32), so it can follow the
+    # minimum and run over one value per article instead of one per word.
+    minima >>= _SHIFT
+    return minima.T
 
 
-def band_keys(token_sets: Sequence[frozenset[str]]) -> list[list[int]]:
+def band_keys(token_sets: Sequence[Set[str]]) -> list[list[int]]:
     """Return the LSH band keys of each non-empty word set (32 ints per set).
 
     Two sets share a key when one of their bands of 4 MinHash values is equal, which happens
@@ -163,7 +207,7 @@ def band_keys(token_sets: Sequence[frozenset[str]]) -> list[list[int]]:
     return keys
 
 
-def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+def _jaccard(a: Set[str], b: Set[str]) -> float:
     common = len(a & b)
     union = len(a) + len(b) - common
     return common / union if union else 0.0
@@ -174,7 +218,8 @@ class StoryIndex:
 
     Build it from the recent window's ``(article_key, text, story_key)`` entries (``text`` as
     made by :func:`story_text`), then call :meth:`place_many` with each batch of new articles
-    (or :meth:`assign` and :meth:`add` one at a time).
+    (or :meth:`assign` and :meth:`add` one at a time), then :meth:`update_stories` once the
+    batch's new stories have their keys.
     """
 
     def __init__(
@@ -194,16 +239,16 @@ class StoryIndex:
         # most bands are unique to an article, and 32 lists per article would double the cost
         # of an insert (and keep the garbage collector busy).
         self._buckets: dict[int, str | list[str]] = {}
-        self._tokens: dict[str, frozenset[str]] = {}
+        self._tokens: dict[str, Set[str]] = {}
         self._story_of: dict[str, str] = {}
         # As many add() calls, with the signatures computed in a few vectorised passes.
-        fresh: dict[str, tuple[frozenset[str], str]] = {}
+        fresh: dict[str, tuple[Set[str], str]] = {}
         for article_key, text, story_key in entries:
             known = fresh.get(article_key)
             if known is not None:
                 fresh[article_key] = (known[0], story_key)
                 continue
-            tokens = story_tokens(text)
+            tokens = _words(text)
             if tokens:
                 fresh[article_key] = (tokens, story_key)
         self._insert_many([(key, tokens, story) for key, (tokens, story) in fresh.items()])
@@ -214,7 +259,7 @@ class StoryIndex:
     def __contains__(self, article_key: object) -> bool:
         return article_key in self._tokens
 
-    def _insert_many(self, rows: Sequence[tuple[str, frozenset[str], str]]) -> None:
+    def _insert_many(self, rows: Sequence[tuple[str, Set[str], str]]) -> None:
         if not rows:
             return
         for (article_key, tokens, story_key), keys in zip(
@@ -225,6 +270,14 @@ class StoryIndex:
             self._file(article_key, keys)
 
     def _file(self, article_key: str, keys: list[int]) -> None:
+        buckets = self._buckets
+        # Most articles share no band with any other: then all 32 go in at C speed.
+        if buckets.keys().isdisjoint(keys):
+            buckets.update(dict.fromkeys(keys, article_key))
+            return
+        self._file_shared(article_key, keys)
+
+    def _file_shared(self, article_key: str, keys: list[int]) -> None:
         buckets = self._buckets
         for key in keys:
             bucket = buckets.setdefault(key, article_key)
@@ -243,13 +296,25 @@ class StoryIndex:
         if article_key in self._tokens:
             self._story_of[article_key] = story_key
             return
-        tokens = story_tokens(text)
+        tokens = _words(text)
         if tokens:
             self._insert_many([(article_key, tokens, story_key)])
 
+    def update_stories(self, stories: Iterable[tuple[str, str]]) -> None:
+        """Record each ``(article_key, story_key)`` whose article the index holds.
+
+        What :meth:`add` does for an article :meth:`place_many` has placed, without its text;
+        keys the index does not hold (articles without content words) are skipped, as
+        :meth:`add` skips them.
+        """
+        story_of = self._story_of
+        for article_key, story_key in stories:
+            if article_key in story_of:
+                story_of[article_key] = story_key
+
     def assign(self, text: str) -> str | None:
         """Return the story of the most similar known article, or ``None`` for a new story."""
-        tokens = story_tokens(text)
+        tokens = _words(text)
         if not tokens or not self._tokens:
             return None
         return self._nearest(tokens, band_keys([tokens])[0])
@@ -269,11 +334,14 @@ class StoryIndex:
         of one placed earlier in the batch), with the signatures of the whole batch computed
         in one vectorised pass.
         """
-        tokens_of = [story_tokens(text) for _, text, _ in articles]
+        known = self._tokens
+        story_of = self._story_of
+        buckets = self._buckets
+        tokens_of = [_words(text) for _, text, _ in articles]
         todo = [
             i
             for i, (article_key, _, _) in enumerate(articles)
-            if tokens_of[i] and article_key not in self._tokens
+            if tokens_of[i] and article_key not in known
         ]
         keys_of = dict(zip(todo, band_keys([tokens_of[i] for i in todo]), strict=True))
         found: list[str | None] = []
@@ -282,18 +350,24 @@ class StoryIndex:
             if not tokens:
                 found.append(None)
                 continue
-            if article_key in self._tokens:
-                found.append(self._story_of[article_key])
+            if article_key in known:
+                found.append(story_of[article_key])
                 continue
             keys = keys_of[i]
-            story = self._nearest(tokens, keys) if self._tokens else None
-            self._tokens[article_key] = tokens
-            self._story_of[article_key] = story if story is not None else new_story_key
-            self._file(article_key, keys)
+            # No shared band, no candidate (an empty index shares none): a new story, and
+            # its bands go in without a second look-up.
+            alone = buckets.keys().isdisjoint(keys)
+            story = None if alone else self._nearest(tokens, keys)
+            known[article_key] = tokens
+            story_of[article_key] = story if story is not None else new_story_key
+            if alone:
+                buckets.update(dict.fromkeys(keys, article_key))
+            else:
+                self._file_shared(article_key, keys)
             found.append(story)
         return found
 
-    def _nearest(self, tokens: frozenset[str], keys: list[int]) -> str | None:
+    def _nearest(self, tokens: Set[str], keys: list[int]) -> str | None:
         candidates: set[str] = set()
         for key in keys:
             bucket = self._buckets.get(key)

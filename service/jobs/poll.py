@@ -482,7 +482,13 @@ class Poller:
                 with stages.stage("normalise"):
                     data = ready.with_language(data)
                 with stages.stage("gazetteer"):
-                    return ready.with_mentions(data, gazetteer)
+                    # ready.with_mentions(data, gazetteer), without copying an article whose
+                    # mentions it already holds (an article that mentions nothing the
+                    # gazetteer knows keeps its empty defaults).
+                    countries, entities = gazetteer.find_sorted(ready.mentions)
+                    if countries == data.countries and entities == data.entities:
+                        return data
+                    return replace(data, countries=countries, entities=entities)
 
             with stages.stage("article SQL"):
                 plan = plan_articles(conn, source_id=view.id, items=batch)
@@ -520,8 +526,8 @@ class Poller:
             with stages.stage("story SQL"):
                 finish_stories(conn, opened=opened, articles=fresh, tier=view.tier, now=now)
             with stages.stage("stories"):
-                for key, text, story_id in zip(keys, texts, opened.story_ids, strict=True):
-                    self.stories.add(key, text, str(story_id))
+                # place_many filed every one of them: only their story keys change.
+                self.stories.update_stories(zip(keys, map(str, opened.story_ids), strict=True))
             found_matches: list[tuple[int, list[alerts.Match]]] = []
             for article, change in stored:
                 if change == "unchanged":

@@ -1,15 +1,25 @@
 from __future__ import annotations
 
+import itertools
 import json
+import random
+import re
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from alerts.stories import (
     _ADD,
     _BAND_MIX,
     _MUL,
+    _STOP_WORDS,
+    DEFAULT_THRESHOLD,
     StoryIndex,
     StoryMember,
     band_keys,
@@ -126,3 +136,188 @@ def test_place_many_equals_one_place_per_article() -> None:
     batched = StoryIndex()
     assert batched.place_many(texts) == expected
     assert any(found is not None for found in expected)
+
+
+# The implementation before the ASCII tokeniser, the deferred shift, the chunked hashing and
+# the one-look-up filing, kept to hold the fast paths to it.
+_OLD_WORD = re.compile(r"\w+")
+
+
+def _old_story_tokens(text: str) -> frozenset[str]:
+    return frozenset(_OLD_WORD.findall(text.casefold())).difference(_STOP_WORDS)
+
+
+def _old_band_keys(token_sets: Sequence[AbstractSet[str]]) -> list[list[int]]:
+    keys: list[list[int]] = []
+    for start in range(0, len(token_sets), 512):
+        chunk = token_sets[start : start + 512]
+        lengths = [len(tokens) for tokens in chunk]
+        hashes = np.fromiter(
+            map(hash, itertools.chain.from_iterable(chunk)), dtype=np.int64, count=sum(lengths)
+        ).view(np.uint64)
+        values = np.multiply(_MUL, hashes)
+        values += _ADD
+        values >>= np.uint64(32)
+        starts = np.zeros(len(lengths), dtype=np.intp)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        signatures = np.minimum.reduceat(values, starts, axis=1).T
+        bands = signatures.reshape(len(signatures), 32, 4) * _BAND_MIX
+        keys.extend(bands.sum(axis=2, dtype=np.uint64).tolist())
+    return keys
+
+
+class _OldStoryIndex:
+    def __init__(self) -> None:
+        self.threshold = DEFAULT_THRESHOLD
+        self.buckets: dict[int, str | list[str]] = {}
+        self.tokens: dict[str, frozenset[str]] = {}
+        self.story_of: dict[str, str] = {}
+
+    def file(self, article_key: str, keys: list[int]) -> None:
+        for key in keys:
+            bucket = self.buckets.setdefault(key, article_key)
+            if bucket is article_key:
+                continue
+            if isinstance(bucket, str):
+                self.buckets[key] = [bucket, article_key]
+            else:
+                bucket.append(article_key)
+
+    def add(self, article_key: str, text: str, story_key: str) -> None:
+        if article_key in self.tokens:
+            self.story_of[article_key] = story_key
+            return
+        tokens = _old_story_tokens(text)
+        if tokens:
+            self.tokens[article_key] = tokens
+            self.story_of[article_key] = story_key
+            self.file(article_key, _old_band_keys([tokens])[0])
+
+    def place_many(self, articles: Sequence[tuple[str, str, str]]) -> list[str | None]:
+        tokens_of = [_old_story_tokens(text) for _, text, _ in articles]
+        todo = [
+            i for i, (key, _, _) in enumerate(articles) if tokens_of[i] and key not in self.tokens
+        ]
+        keys_of = dict(zip(todo, _old_band_keys([tokens_of[i] for i in todo]), strict=True))
+        found: list[str | None] = []
+        for i, (article_key, _, new_story_key) in enumerate(articles):
+            tokens = tokens_of[i]
+            if not tokens:
+                found.append(None)
+                continue
+            if article_key in self.tokens:
+                found.append(self.story_of[article_key])
+                continue
+            keys = keys_of[i]
+            story = self.nearest(tokens, keys) if self.tokens else None
+            self.tokens[article_key] = tokens
+            self.story_of[article_key] = story if story is not None else new_story_key
+            self.file(article_key, keys)
+            found.append(story)
+        return found
+
+    def nearest(self, tokens: frozenset[str], keys: list[int]) -> str | None:
+        candidates: set[str] = set()
+        for key in keys:
+            bucket = self.buckets.get(key)
+            if bucket is None:
+                continue
+            if isinstance(bucket, str):
+                candidates.add(bucket)
+            else:
+                candidates.update(bucket)
+        best_key: str | None = None
+        best = self.threshold
+        for candidate in candidates:
+            common = len(tokens & self.tokens[candidate])
+            union = len(tokens) + len(self.tokens[candidate]) - common
+            similarity = common / union if union else 0.0
+            if similarity >= best:
+                best_key, best = candidate, similarity
+        return self.story_of[best_key] if best_key is not None else None
+
+
+# Word-ish text: ASCII letters and digits in both cases, punctuation, whitespace of every kind,
+# characters that make a text non-ASCII (accents, Cyrillic, a dotted capital I, a combining
+# mark, a non-ASCII digit, a ligature that casefolds to two letters) and typographic
+# punctuation (which alone leaves a text on the ASCII road).
+_CHARS = st.sampled_from(
+    [
+        *"aAbBzZ09_ -.,:'\"!?\t\n\r\x0b\x0c\x1c\x00~",
+        *"éЖёİ\u0301٣ßﬁ",
+        *"\u2018\u2019\u201c\u201d\u2013\u2014\u2026\u00a0\u00ab\u00bb\u2022\u2212",
+    ]
+)
+_WORDS = ["gas", "Pipeline", "deal", "the", "of", "OPEC", "cuts", "oil", "Signed", "LNG", "2025"]
+
+
+@settings(max_examples=400)
+@given(st.text(_CHARS, max_size=60) | st.text(max_size=60))
+def test_story_tokens_equal_the_regular_expression_split(text: str) -> None:
+    assert story_tokens(text) == _old_story_tokens(text)
+    ascii_text = text.encode("ascii", "ignore").decode("ascii")
+    assert story_tokens(ascii_text) == _old_story_tokens(ascii_text)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.frozensets(st.text(_CHARS, min_size=1, max_size=8), min_size=1, max_size=40),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_band_keys_equal_the_unchunked_computation(sets: list[frozenset[str]]) -> None:
+    assert band_keys(sets) == _old_band_keys(sets)
+
+
+def test_band_keys_of_large_batches_equal_the_unchunked_computation() -> None:
+    # Enough words that the hashing runs a few hash functions at a time, and enough articles
+    # for more than one chunk of articles.
+    rng = random.Random(7)
+    vocabulary = [f"w{n}" for n in range(5000)]
+    for articles, words in ((60, 300), (700, 12), (3, 2000)):
+        sets = [frozenset(rng.sample(vocabulary, rng.randint(1, words))) for _ in range(articles)]
+        assert band_keys(sets) == _old_band_keys(sets)
+
+
+_ARTICLE = st.tuples(
+    st.integers(0, 30).map(lambda n: f"k{n}"),
+    st.lists(st.sampled_from(_WORDS), max_size=8).map(" ".join) | st.text(_CHARS, max_size=20),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(_ARTICLE, max_size=12), max_size=6))
+def test_place_many_and_update_stories_equal_the_old_index(
+    batches: list[list[tuple[str, str]]],
+) -> None:
+    # Small vocabularies make near-duplicates, shared bands and Jaccard ties common; repeated
+    # keys cover articles placed twice in one batch and again in a later one.
+    old, new = _OldStoryIndex(), StoryIndex()
+    story_ids = itertools.count(1)
+    for batch in batches:
+        articles = [(key, text, f"-{i + 1}") for i, (key, text) in enumerate(batch)]
+        found = new.place_many(articles)
+        assert found == old.place_many(articles)
+        ids = [str(next(story_ids)) for _ in articles]
+        for (key, text, _), story_id in zip(articles, ids, strict=True):
+            old.add(key, text, story_id)
+        new.update_stories(
+            (key, story_id) for (key, _, _), story_id in zip(articles, ids, strict=True)
+        )
+        assert new._story_of == old.story_of
+        assert new._tokens == old.tokens
+        assert new._buckets == old.buckets
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_ARTICLE, max_size=40))
+def test_index_built_from_entries_equals_old_adds(entries: list[tuple[str, str]]) -> None:
+    old = _OldStoryIndex()
+    for n, (key, text) in enumerate(entries):
+        old.add(key, text, f"s{n}")
+    new = StoryIndex((key, text, f"s{n}") for n, (key, text) in enumerate(entries))
+    assert new._story_of == old.story_of
+    assert new._tokens == old.tokens
+    assert new._buckets == old.buckets
