@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, cast
 
-from sqlalchemy import BindParameter, Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from service.db.base import UTCDateTime
 from service.db.models import Article
+from service.storage.bulk import BulkStatement
 
 UpsertOutcome = Literal["new", "updated", "unchanged"]
 
@@ -68,25 +68,35 @@ async def upsert_article(
 _IN_CHUNK = 500
 
 
-def bulk_time(name: str) -> BindParameter[datetime]:
-    """A bound time for a bulk INSERT's ``.values()`` (``name`` must not be a column's)."""
-    return bindparam(name, type_=UTCDateTime())
-
-
 # Built once: a statement built per document costs more than running it (its cache key is
 # computed again each time).
 _STORED = select(ARTICLES.c.id, ARTICLES.c.identity, ARTICLES.c.content_hash).where(
     ARTICLES.c.source_id == bindparam("source_id"),
     ARTICLES.c.identity.in_(bindparam("identities", expanding=True)),
 )
-# RETURNING the identity pairs the ids with the rows whatever order they come back in; asking
-# SQLAlchemy for parameter order instead makes it insert one row per statement on SQLite.
-_INSERT = (
-    insert(ARTICLES)
-    .values(published_at=bulk_time("b_published_at"), fetched_at=bulk_time("b_fetched_at"))
-    .returning(ARTICLES.c.id, ARTICLES.c.identity)
+_CONTENT = (
+    "guid",
+    "url",
+    "canonical_url",
+    "title",
+    "summary",
+    "text",
+    "author",
+    "published_at",
+    "published_valid",
+    "language",
+    "content_hash",
+    "countries",
+    "entities",
 )
-_UPDATE = update(ARTICLES).where(ARTICLES.c.id == bindparam("row_id"))
+# Rows handed to the driver ready-made: through SQLAlchemy's executemany, binding a row cost
+# more than SQLite's writing it.
+_INSERT = BulkStatement(
+    insert(ARTICLES), ("source_id", "identity", *_CONTENT, "fetched_at", "story_id")
+)
+_UPDATE = BulkStatement(
+    update(ARTICLES).where(ARTICLES.c.id == bindparam("b_id")), ("b_id", *_CONTENT, "updated_at")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,31 +208,25 @@ def write_articles(
     ids = plan.ids
     if plan.fresh:
         stories = story_ids or {}
-        inserted = conn.execute(
-            _INSERT,
+        inserted = _INSERT.insert_ids(
+            conn,
             [
                 {
                     "source_id": source_id,
                     "identity": d.identity,
-                    "b_fetched_at": now,
-                    "b_published_at": d.published_at,
+                    "fetched_at": now,
                     "story_id": stories.get(d.identity),
                     **_columns(d),
                 }
                 for d in plan.fresh
             ],
         )
-        ids.update((row.identity, row.id) for row in inserted)
+        ids.update(zip([d.identity for d in plan.fresh], inserted, strict=True))
     if plan.changed:
-        conn.execute(
-            _UPDATE,
+        _UPDATE.execute(
+            conn,
             [
-                {
-                    "row_id": row_id,
-                    **_columns(data),
-                    "published_at": data.published_at,
-                    "updated_at": now,
-                }
+                {"b_id": row_id, "updated_at": now, **_columns(data)}
                 for row_id, data in plan.changed
             ],
         )
@@ -275,11 +279,14 @@ def _columns(data: ArticleData) -> dict[str, object]:
         "summary": data.summary,
         "text": data.text,
         "author": data.author,
+        "published_at": data.published_at,
         "published_valid": data.published_valid,
         "language": data.language,
         "content_hash": data.content_hash,
-        "countries": list(data.countries),
-        "entities": list(data.entities),
+        # The tuples themselves, stored as JSON lists: one object shared by many rows (the
+        # empty tuple) is converted once per statement.
+        "countries": data.countries,
+        "entities": data.entities,
     }
 
 

@@ -1,23 +1,24 @@
-"""Executemany statements compiled once and fed plain rows, for the delivery job's hot writes.
+"""Statements compiled once and fed plain rows, for the hot writes of the delivery and ingest jobs.
 
 SQLAlchemy's executemany runs every row's parameters through the compiled statement's
 machinery (building the parameter dict, looking processors up, checking keys): on SQLite
-that costs about three times what the driver itself spends on the row, and the delivery job
-writes several rows per message. A :class:`BulkStatement` compiles its statement once per
-dialect, keeps the column types' bind processors, and hands the driver ready tuples (or
-dicts, for named parameter styles) through ``exec_driver_sql``. The values still go through
-the column types (``UTCDateTime`` refuses naive datetimes, SQLite gets its text format), so
-the rows read back exactly as if SQLAlchemy had written them.
+that costs about three times what the driver itself spends on the row, and the jobs write
+several rows per message or item. A :class:`BulkStatement` compiles its statement once per
+dialect, keeps the column types' bind processors, and hands the driver ready rows (tuples,
+or dicts for named parameter styles). The values still go through the column types
+(``UTCDateTime`` refuses naive datetimes, SQLite gets its text format), so the rows read
+back exactly as if SQLAlchemy had written them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Insert, Update
+from sqlalchemy import Column, Connection, Dialect, Insert, Update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 _Processor = Callable[[Any], Any]
@@ -27,15 +28,20 @@ _Processor = Callable[[Any], Any]
 class _Compiled:
     sql: str
     names: tuple[str, ...]
-    processors: tuple[_Processor | None, ...]
+    # (position, processor) of the columns that have one.
+    processors: tuple[tuple[int, _Processor], ...]
     positional: bool
+    get: Callable[[Mapping[str, Any]], Any]
 
 
 class _Memo:
-    """A bind processor that reuses its last result for the very same value.
+    """A bind processor that reuses its last result for the very same object.
 
-    The job's rows share their timestamps (one ``now`` for every row of a batch), and a
-    datetime's conversion through its column type costs more than the rest of its row.
+    The rows of one call share values (one ``now`` for every row, the same empty tuple of
+    countries), and converting a datetime or a JSON value through its column type costs more
+    than the rest of its row. Identity is enough: every row exists before the first is
+    converted and nothing runs in between but the processors, so an object cannot change
+    from one row to the next.
     """
 
     __slots__ = ("_last", "_process", "_result")
@@ -46,23 +52,27 @@ class _Memo:
         self._result: Any = None
 
     def __call__(self, value: Any) -> Any:
-        # Identity, not equality: only the same (immutable) object is known to convert
-        # the same way; a mutable value (a JSON dict) may have changed in between.
-        if value is not self._last or not isinstance(value, datetime):
+        if value is not self._last:
             self._result = self._process(value)
             self._last = value
         return self._result
 
 
 class BulkStatement:
-    """An INSERT or UPDATE run as one executemany over rows that all set ``keys``.
+    """An INSERT or UPDATE run over rows that all set ``keys``.
 
     ``keys`` are the row keys: the columns to set plus the statement's own bind parameters
-    (``bindparam("b_id")`` in a WHERE clause). An INSERT is compiled without RETURNING.
+    (``bindparam("b_id")`` in a WHERE clause). :meth:`execute` runs one executemany and reads
+    nothing back; :meth:`insert_ids` (an INSERT only) returns the new rows' primary keys.
     """
 
     def __init__(self, statement: Insert | Update, keys: Sequence[str]) -> None:
+        self._returning: Insert | None = None
         if isinstance(statement, Insert):
+            key = getattr(statement.table, "autoincrement_column", None)
+            if isinstance(key, Column):
+                # Rows come back in parameter order, however the dialect batches them.
+                self._returning = statement.returning(key, sort_by_parameter_order=True)
             # No implicit RETURNING of the new ids: executemany reads nothing back.
             statement = statement.inline()
         self._statement = statement
@@ -79,33 +89,40 @@ class BulkStatement:
             ) or tuple(statement.binds)
             if set(names) != set(self._keys):
                 raise ValueError(f"statement binds {sorted(names)}, rows set {sorted(self._keys)}")
-            processors = tuple(
-                statement.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
-                for name in names
-            )
+            processors = []
+            for position, name in enumerate(names):
+                type_ = statement.binds[name].type
+                process = type_.dialect_impl(dialect).bind_processor(dialect)
+                if process is not None:
+                    processors.append((position, process))
+            # One C call reads a row's values in statement order (a lone key gives a scalar).
+            get = itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
             compiled = self._compiled[key] = _Compiled(
-                statement.string, names, processors, dialect.positional
+                statement.string, names, tuple(processors), dialect.positional, get
             )
         return compiled
 
     def parameters(
         self, dialect: Dialect, rows: Sequence[Mapping[str, Any]]
     ) -> tuple[str, list[Any]]:
-        """The SQL and the driver-ready parameters of ``rows`` on ``dialect``."""
+        """The SQL and the driver-ready parameters of ``rows`` on ``dialect``.
+
+        Positional parameters are tuples, the rows' values in statement order; named ones are
+        dicts.
+        """
         compiled = self._compile(dialect)
-        columns = [
-            (name, None if process is None else _Memo(process))
-            for name, process in zip(compiled.names, compiled.processors, strict=True)
-        ]
+        get = compiled.get
+        processors = [(position, _Memo(process)) for position, process in compiled.processors]
+        ready: list[Any] = []
+        for row in rows:
+            values = list(get(row))
+            for position, process in processors:
+                values[position] = process(values[position])
+            ready.append(tuple(values))
         if compiled.positional:
-            return compiled.sql, [
-                tuple(row[name] if memo is None else memo(row[name]) for name, memo in columns)
-                for row in rows
-            ]
-        return compiled.sql, [
-            {name: row[name] if memo is None else memo(row[name]) for name, memo in columns}
-            for row in rows
-        ]
+            return compiled.sql, ready
+        names = compiled.names
+        return compiled.sql, [dict(zip(names, values, strict=True)) for values in ready]
 
     def execute(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run the statement once per row, in one executemany; nothing for no rows."""
@@ -117,3 +134,39 @@ class BulkStatement:
         if rows:
             connection = await session.connection()
             await connection.exec_driver_sql(*self.parameters(connection.dialect, rows))
+
+    def insert_ids(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Insert ``rows`` and return their new (auto-incremented) keys, in the order of ``rows``.
+
+        On SQLite each row is one execution of the compiled statement on a driver cursor, its
+        key read from ``lastrowid``: the sqlite3 driver has no executemany with RETURNING, and
+        one row at a time costs less than one multi-row ``VALUES ... RETURNING`` (which SQLite
+        must parse afresh for each row count) or a RETURNING per row. A driver error is raised
+        as SQLAlchemy's, as :meth:`Connection.execute` would. Elsewhere SQLAlchemy's batched
+        ``INSERT ... RETURNING``, sorted by parameter order, inserts them.
+        """
+        if self._returning is None:
+            raise TypeError("insert_ids needs an INSERT into a table with an auto-incremented key")
+        if not rows:
+            return []
+        dialect = connection.dialect
+        if dialect.name != "sqlite":
+            return list(connection.execute(self._returning, list(rows)).scalars())
+        sql, parameters = self.parameters(dialect, rows)
+        if not connection.in_transaction():
+            # As Connection.execute would: the rows belong to the connection's transaction.
+            connection.begin()
+        cursor = connection.connection.cursor()
+        ids: list[int] = []
+        values: Any = None
+        try:
+            for values in parameters:
+                cursor.execute(sql, values)
+                ids.append(cursor.lastrowid)
+        except dialect.loaded_dbapi.Error as error:
+            raise DBAPIError.instance(
+                sql, values, error, dialect.loaded_dbapi.Error, dialect=dialect
+            ) from error
+        finally:
+            cursor.close()
+        return ids

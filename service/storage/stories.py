@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
 from alerts.stories import StoryMember, canonical_member, story_text
 from service.db.models import Story
-from service.storage.articles import ARTICLES, ArticleData, StoredArticle, bulk_time
+from service.storage.articles import ARTICLES, ArticleData, StoredArticle
+from service.storage.bulk import BulkStatement
 from service.storage.sources import SOURCES
 
 __all__ = [
@@ -44,24 +45,26 @@ _EXISTING = select(
     STORIES.c.article_count,
     STORIES.c.source_ids,
 ).where(STORIES.c.id.in_(bindparam("ids", expanding=True)))
-# The placeholder canonical id -(i + 1) pairs the returned ids with the founders in whatever
-# order the rows come back.
-_FOUND = (
-    insert(STORIES)
-    .values(first_seen_at=bulk_time("b_now"), last_seen_at=bulk_time("b_now"))
-    .returning(STORIES.c.id, STORIES.c.canonical_article_id)
+# Rows handed to the driver ready-made (see service.storage.bulk). A founded story's
+# canonical article has no id yet when the story is inserted: finish_stories sets it.
+_FOUND = BulkStatement(
+    insert(STORIES),
+    (
+        "title",
+        "canonical_article_id",
+        "first_seen_at",
+        "last_seen_at",
+        "article_count",
+        "source_ids",
+    ),
 )
-# A story whose only article is its founder: that article has the story's smallest article id.
-_FOUNDER_IS_CANONICAL = (
-    update(STORIES)
-    .where(STORIES.c.id.in_(bindparam("ids", expanding=True)))
-    .values(
-        canonical_article_id=select(func.min(ARTICLES.c.id))
-        .where(ARTICLES.c.story_id == STORIES.c.id)
-        .scalar_subquery()
-    )
+_SET_CANONICAL = BulkStatement(
+    update(STORIES).where(STORIES.c.id == bindparam("b_id")), ("b_id", "canonical_article_id")
 )
-_UPDATE = update(STORIES).where(STORIES.c.id == bindparam("story_id"))
+_UPDATE = BulkStatement(
+    update(STORIES).where(STORIES.c.id == bindparam("b_id")),
+    ("b_id", "title", "canonical_article_id", "article_count", "last_seen_at", "source_ids"),
+)
 
 StoryEntry = tuple[str, str, str]
 """``(article key, story text, story id)`` as :class:`alerts.stories.StoryIndex` takes them."""
@@ -137,8 +140,8 @@ class NewStories:
     Attributes:
         story_ids: the story of each article, in the batch's order.
         existing: the earlier stories the batch joins, as stored before it.
-        founded: the ids of the stories the batch founded (inserted with a provisional
-            canonical article, which :func:`finish_stories` sets).
+        founded: the ids of the stories the batch founded (inserted without a canonical
+            article, which :func:`finish_stories` sets).
     """
 
     story_ids: list[int]
@@ -157,9 +160,9 @@ def open_stories(
     """Give each new article its story id before the article rows are written.
 
     Inserts one row per story the batch founds, so the articles' INSERT carries their
-    ``story_id`` (no second statement per article). A founded story's canonical article is not
-    known yet: it is stored as a negative placeholder until :func:`finish_stories`, in the
-    same transaction (``canonical_article_id`` is not a foreign key).
+    ``story_id`` (no second statement per article). A founded story's canonical article has no
+    id yet: it is stored without one until :func:`finish_stories` sets it, in the same
+    transaction.
 
     Args:
         articles: the source's new articles, in order.
@@ -188,22 +191,22 @@ def open_stories(
         for i, story in enumerate(placements)
         if story is None or (story > 0 and story not in existing)
     ]
-    founded: dict[int, int] = {}
-    if founders:
-        inserted = conn.execute(
-            _FOUND,
-            [
-                {
-                    "title": articles[i].title,
-                    "canonical_article_id": -(i + 1),
-                    "b_now": now,
-                    "article_count": 1,
-                    "source_ids": [source_id],
-                }
-                for i in founders
-            ],
-        )
-        founded = {-row.canonical_article_id - 1: row.id for row in inserted}
+    outlets = [source_id]  # one object for every row: its JSON is made once
+    ids = _FOUND.insert_ids(
+        conn,
+        [
+            {
+                "title": articles[i].title,
+                "canonical_article_id": None,
+                "first_seen_at": now,
+                "last_seen_at": now,
+                "article_count": 1,
+                "source_ids": outlets,
+            }
+            for i in founders
+        ],
+    )
+    founded = dict(zip(founders, ids, strict=True))
     story_ids: list[int] = []
     for i, story in enumerate(placements):
         if i in founded:
@@ -228,8 +231,8 @@ def finish_stories(
 
     Each story remembers every outlet (source id) that reported it; its canonical article is
     the official-tier one if any, else the earliest published. A founded story that got no
-    other article (most of them) takes its founder as canonical in one statement for all;
-    the others are updated row by row in one executemany.
+    other article (most of them) only gets its founder as canonical; the others are updated
+    in full. Each is one executemany.
 
     Args:
         opened: from :func:`open_stories` for the same batch.
@@ -262,24 +265,27 @@ def finish_stories(
         if winner is newcomer:
             story.canonical_article_id = article.id
             story.title = data.title
-    # As inserted: one article, the founder, whose id is the only one with that story id.
-    alone = [story_id for story_id in opened.founded if drafts[story_id].article_count == 1]
-    for start in range(0, len(alone), 500):
-        conn.execute(_FOUNDER_IS_CANONICAL, {"ids": alone[start : start + 500]})
-    single = set(alone)
-    rest = [d for story_id, d in drafts.items() if story_id not in single]
-    if rest:
-        conn.execute(
-            _UPDATE,
-            [
-                {
-                    "story_id": d.id,
-                    "title": d.title,
-                    "canonical_article_id": d.canonical_article_id,
-                    "article_count": d.article_count,
-                    "last_seen_at": now,
-                    "source_ids": d.source_ids,
-                }
-                for d in rest
-            ],
-        )
+    # As inserted: one article, the founder, which is its canonical article.
+    alone = {story_id for story_id in opened.founded if drafts[story_id].article_count == 1}
+    _SET_CANONICAL.execute(
+        conn,
+        [
+            {"b_id": story_id, "canonical_article_id": drafts[story_id].canonical_article_id}
+            for story_id in alone
+        ],
+    )
+    _UPDATE.execute(
+        conn,
+        [
+            {
+                "b_id": d.id,
+                "title": d.title,
+                "canonical_article_id": d.canonical_article_id,
+                "article_count": d.article_count,
+                "last_seen_at": now,
+                "source_ids": d.source_ids,
+            }
+            for story_id, d in drafts.items()
+            if story_id not in alone
+        ],
+    )

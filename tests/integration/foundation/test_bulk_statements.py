@@ -7,8 +7,9 @@ from typing import cast
 
 import pytest
 from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
-from service.db.models import Source
+from service.db.models import Article, Source, Story
 from service.runtime import Resources
 from service.storage.bulk import BulkStatement
 
@@ -116,3 +117,112 @@ def test_rows_must_set_exactly_the_statement_binds(resources: Resources) -> None
         resources.sync_engine.begin() as connection,
     ):
         statement.execute(connection, [{"b_id": "x", "health": "ok", "extra": 1}])
+
+
+STORIES = cast(Table, Story.__table__)
+ARTICLES = cast(Table, Article.__table__)
+STORY_KEYS = [
+    "title",
+    "canonical_article_id",
+    "first_seen_at",
+    "last_seen_at",
+    "article_count",
+    "source_ids",
+]
+
+
+def story(title: str, at: datetime, outlets: list[str]) -> dict[str, object]:
+    return {
+        "title": title,
+        "canonical_article_id": None,
+        "first_seen_at": at,
+        "last_seen_at": at,
+        "article_count": 1,
+        "source_ids": outlets,
+    }
+
+
+@pytest.mark.parametrize("count", [0, 1, 7, 120])
+def test_insert_ids_are_the_new_rows_keys_in_row_order(resources: Resources, count: int) -> None:
+    at = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    statement = BulkStatement(insert(STORIES), STORY_KEYS)
+    with resources.sync_engine.connect() as connection:
+        # Nothing run on the connection yet: the rows still join its transaction.
+        ids = statement.insert_ids(
+            connection, [story(f"story {i}", at, ["a", "b"]) for i in range(count)]
+        )
+        connection.commit()
+    assert len(ids) == count
+    with resources.sync_engine.connect() as connection:
+        titles = {row.id: row.title for row in connection.execute(select(STORIES))}
+    assert [titles[story_id] for story_id in ids] == [f"story {i}" for i in range(count)]
+
+
+def test_insert_ids_roll_back_with_the_transaction(resources: Resources) -> None:
+    at = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    statement = BulkStatement(insert(STORIES), STORY_KEYS)
+    with resources.sync_engine.connect() as connection:
+        connection.begin()
+        statement.insert_ids(connection, [story("gone", at, [])])
+        connection.rollback()
+        assert connection.execute(select(STORIES.c.id)).all() == []
+
+
+def test_insert_ids_raise_sqlalchemy_errors(resources: Resources) -> None:
+    at = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    row = {
+        "source_id": "no-such-source",
+        "identity": "x",
+        "url": "https://example.org/x",
+        "canonical_url": "https://example.org/x",
+        "title": "X",
+        "summary": "",
+        "text": "",
+        "published_at": at,
+        "published_valid": True,
+        "countries": [],
+        "entities": [],
+        "fetched_at": at,
+        "content_hash": "0" * 64,
+    }
+    statement = BulkStatement(insert(ARTICLES), list(row))
+    with resources.sync_engine.connect() as connection, pytest.raises(IntegrityError):
+        statement.insert_ids(connection, [row])
+
+
+def test_insert_ids_need_an_auto_incremented_key(resources: Resources) -> None:
+    statement = BulkStatement(insert(SOURCES), KEYS)
+    with (
+        resources.sync_engine.connect() as connection,
+        pytest.raises(TypeError, match="auto-incremented"),
+    ):
+        statement.insert_ids(connection, [source("x", datetime(2026, 3, 1, tzinfo=UTC))])
+
+
+def test_rows_sharing_one_value_read_back_like_rows_with_their_own(resources: Resources) -> None:
+    # A value object shared by rows is converted once: it must still land in every row, and a
+    # tuple is stored as the JSON list SQLAlchemy writes for a list.
+    at = datetime(2026, 3, 1, 9, 30, tzinfo=timezone(timedelta(hours=-3)))
+    shared = ["pk", "ru"]
+    statement = BulkStatement(insert(STORIES), STORY_KEYS)
+    with resources.sync_engine.connect() as connection:
+        ids = statement.insert_ids(
+            connection,
+            [story("a", at, shared), story("b", at, shared), story("c", at + timedelta(0), ["x"])],
+        )
+        ids += statement.insert_ids(connection, [story("d", at, ("pk", "ru"))])  # type: ignore[arg-type]
+        connection.execute(insert(STORIES), [story("e", at, ["pk", "ru"])])
+        connection.commit()
+    with resources.sync_engine.connect() as connection:
+        stored = {
+            row.title: (row.first_seen_at, row.last_seen_at, row.source_ids)
+            for row in connection.execute(select(STORIES))
+        }
+    expected = (at.astimezone(UTC), at.astimezone(UTC), ["pk", "ru"])
+    assert stored == {
+        "a": expected,
+        "b": expected,
+        "c": (*expected[:2], ["x"]),
+        "d": expected,
+        "e": expected,
+    }
