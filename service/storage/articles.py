@@ -65,15 +65,29 @@ async def upsert_article(
     return article, "updated"
 
 
-_IN_CHUNK = 500
+_IN_CHUNK = 512
 
 
-# Built once: a statement built per document costs more than running it (its cache key is
-# computed again each time).
-_STORED = select(ARTICLES.c.id, ARTICLES.c.identity, ARTICLES.c.content_hash).where(
-    ARTICLES.c.source_id == bindparam("source_id"),
-    ARTICLES.c.identity.in_(bindparam("identities", expanding=True)),
-)
+# The lookup of a document's stored items, one statement per list length rounded up to a
+# power of two (the list padded with its last identity): SQLAlchemy's expanding IN renders
+# and binds its list afresh at every execution, which cost more than SQLite's lookups.
+_STORED: dict[int, BulkStatement] = {}
+
+
+def _stored(size: int) -> BulkStatement:
+    statement = _STORED.get(size)
+    if statement is None:
+        names = [f"i{k}" for k in range(size)]
+        statement = _STORED[size] = BulkStatement(
+            select(ARTICLES.c.id, ARTICLES.c.identity, ARTICLES.c.content_hash).where(
+                ARTICLES.c.source_id == bindparam("source_id"),
+                ARTICLES.c.identity.in_([bindparam(name) for name in names]),
+            ),
+            ["source_id", *names],
+        )
+    return statement
+
+
 _CONTENT = (
     "guid",
     "url",
@@ -147,8 +161,12 @@ def plan_articles(
     stored: dict[str, tuple[int, str]] = {}
     for start in range(0, len(identities), _IN_CHUNK):
         chunk = identities[start : start + _IN_CHUNK]
-        rows = conn.execute(_STORED, {"source_id": source_id, "identities": chunk})
-        stored.update((row.identity, (row.id, row.content_hash)) for row in rows)
+        size = 1 << (len(chunk) - 1).bit_length()
+        chunk += chunk[-1:] * (size - len(chunk))
+        parameters = {f"i{k}": identity for k, identity in enumerate(chunk)}
+        parameters["source_id"] = source_id
+        for row_id, identity, digest in _stored(size).fetch(conn, parameters):
+            stored[identity] = (row_id, digest)
     outcomes: list[tuple[ArticleData, UpsertOutcome]] = []
     first: dict[str, ArticleData] = {}
     fresh: list[ArticleData] = []
@@ -214,9 +232,23 @@ def write_articles(
                 {
                     "source_id": source_id,
                     "identity": d.identity,
+                    "guid": d.guid,
+                    "url": d.url,
+                    "canonical_url": d.canonical_url,
+                    "title": d.title,
+                    "summary": d.summary,
+                    "text": d.text,
+                    "author": d.author,
+                    "published_at": d.published_at,
+                    "published_valid": d.published_valid,
+                    "language": d.language,
+                    "content_hash": d.content_hash,
+                    # The tuples themselves, stored as JSON lists: one object shared by many
+                    # rows (the empty tuple) is converted once per statement.
+                    "countries": d.countries,
+                    "entities": d.entities,
                     "fetched_at": now,
                     "story_id": stories.get(d.identity),
-                    **_columns(d),
                 }
                 for d in plan.fresh
             ],
@@ -283,8 +315,6 @@ def _columns(data: ArticleData) -> dict[str, object]:
         "published_valid": data.published_valid,
         "language": data.language,
         "content_hash": data.content_hash,
-        # The tuples themselves, stored as JSON lists: one object shared by many rows (the
-        # empty tuple) is converted once per statement.
         "countries": data.countries,
         "entities": data.entities,
     }

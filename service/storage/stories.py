@@ -252,8 +252,10 @@ def finish_stories(
         newcomer = StoryMember(str(article.id), tier, data.published_at)
         story = drafts.get(story_id)
         if story is None:
-            story = drafts[story_id] = _Draft(story_id, data.title, article.id, 0, [])
+            # A founder: its story's only member so far, hence its canonical article.
+            drafts[story_id] = _Draft(story_id, data.title, article.id, 1, [article.source_id])
             best[story_id] = newcomer
+            continue
         story.article_count += 1
         if article.source_id not in story.source_ids:
             story.source_ids = [*story.source_ids, article.source_id]

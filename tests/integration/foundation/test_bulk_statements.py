@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from service.db.models import Article, Source, Story
 from service.runtime import Resources
@@ -226,3 +227,43 @@ def test_rows_sharing_one_value_read_back_like_rows_with_their_own(resources: Re
         "d": expected,
         "e": expected,
     }
+
+
+def test_fetch_reads_rows_as_connection_execute_does(resources: Resources) -> None:
+    at = datetime(2026, 3, 1, 9, 30, 15, 5, tzinfo=timezone(timedelta(hours=2)))
+    query = select(STORIES.c.id, STORIES.c.first_seen_at, STORIES.c.source_ids).where(
+        STORIES.c.title == bindparam("b_title")
+    )
+    with resources.sync_engine.connect() as connection:
+        BulkStatement(insert(STORIES), STORY_KEYS).insert_ids(
+            connection,
+            [story("a", at, ["x"]), story("a", at + timedelta(days=1), []), story("b", at, [])],
+        )
+        got = BulkStatement(query, ["b_title"]).fetch(connection, {"b_title": "a"})
+        expected = [tuple(row) for row in connection.execute(query, {"b_title": "a"})]
+    assert sorted(got) == sorted(expected)
+    assert {row[1] for row in got} == {at.astimezone(UTC), (at + timedelta(days=1)).astimezone(UTC)}
+
+
+async def test_statements_run_in_an_async_sessions_transaction(resources: Resources) -> None:
+    # The poller's PostgreSQL path (and SQLite's in-memory one) runs them through run_sync.
+    at = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    inserting = BulkStatement(insert(STORIES), STORY_KEYS)
+    renaming = BulkStatement(
+        update(STORIES).where(STORIES.c.id == bindparam("b_id")), ["b_id", "title"]
+    )
+    reading = BulkStatement(
+        select(STORIES.c.title).where(STORIES.c.id == bindparam("b_id")), ["b_id"]
+    )
+
+    def write(session: Session) -> list[Any]:
+        connection = session.connection()
+        ids = inserting.insert_ids(connection, [story("a", at, []), story("b", at, [])])
+        renaming.execute(connection, [{"b_id": ids[1], "title": "c"}])
+        return [reading.fetch(connection, {"b_id": story_id}) for story_id in ids]
+
+    async with resources.sessionmaker() as session:
+        assert await session.run_sync(write) == [[("a",)], [("c",)]]
+        await session.rollback()
+    async with resources.sessionmaker() as session:
+        assert (await session.execute(select(STORIES.c.id))).all() == []

@@ -203,3 +203,45 @@ def test_written_articles_equal_the_core_statements_rows(
             assert stored(conn, "new") == stored(conn, "old")
         finally:
             conn.rollback()
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 63, 64, 65, 700])
+def test_plan_finds_every_stored_item_whatever_the_batch_size(
+    resources: Resources, count: int
+) -> None:
+    items = [
+        ArticleData(
+            identity=f"item-{n}",
+            guid=None,
+            url=f"https://example.org/{n}",
+            canonical_url=f"https://example.org/{n}",
+            title=f"Item {n}",
+            summary="",
+            text="",
+            author=None,
+            published_at=NOW,
+            published_valid=True,
+            language=None,
+            content_hash=f"{n:064d}",
+        )
+        for n in range(count)
+    ]
+    with resources.sync_engine.connect() as conn:
+        conn.begin()
+        try:
+            add_source(conn, "s")
+            # Every third item stored, half of those since changed; a repeat at the end.
+            stored_items = items[::3]
+            write_articles(conn, plan_articles(conn, source_id="s", items=stored_items), now=NOW)
+            again = [
+                replace(item, content_hash="f" * 64) if n % 6 == 3 else item
+                for n, item in enumerate(items)
+            ] + items[-1:]
+            plan = plan_articles(conn, source_id="s", items=again)
+            outcomes = [outcome for _, outcome in plan.outcomes]
+            assert outcomes == [
+                "new" if n % 3 else ("updated" if n % 6 == 3 else "unchanged") for n in range(count)
+            ] + ["unchanged"]
+            assert set(plan.ids) == {item.identity for item in stored_items}
+        finally:
+            conn.rollback()
