@@ -99,7 +99,13 @@ class BulkStatement:
                 if process is not None:
                     processors.append((position, process))
             # One C call reads a row's values in statement order (a lone key gives a scalar).
-            get = itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
+            get: Callable[[Mapping[str, Any]], Any] = (
+                itemgetter(*names)
+                if len(names) > 1
+                else (lambda row: (row[names[0]],))
+                if names
+                else (lambda row: ())
+            )
             results = []
             if isinstance(self._statement, Select):
                 for position, column in enumerate(self._statement.selected_columns):
@@ -127,6 +133,8 @@ class BulkStatement:
         compiled = self._compile(dialect)
         if not rows:
             return compiled.sql, []
+        if not compiled.names:
+            return compiled.sql, [() if compiled.positional else {} for _ in rows]
         # Column by column: one transposition in C, then each processor over its column.
         columns: list[Sequence[Any]] = list(zip(*map(compiled.get, rows), strict=True))
         for position, process in compiled.processors:

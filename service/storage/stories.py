@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, func, insert, literal_column, select, update
 
 from alerts.stories import StoryMember, canonical_member, story_text
 from service.db.models import Story
@@ -45,8 +45,7 @@ _EXISTING = select(
     STORIES.c.article_count,
     STORIES.c.source_ids,
 ).where(STORIES.c.id.in_(bindparam("ids", expanding=True)))
-# Rows handed to the driver ready-made (see service.storage.bulk). A founded story's
-# canonical article has no id yet when the story is inserted: finish_stories sets it.
+# Rows handed to the driver ready-made (see service.storage.bulk).
 _FOUND = BulkStatement(
     insert(STORIES),
     (
@@ -57,6 +56,9 @@ _FOUND = BulkStatement(
         "article_count",
         "source_ids",
     ),
+)
+_LAST_ARTICLE = BulkStatement(
+    select(func.coalesce(func.max(ARTICLES.c.id), literal_column("0"))), ()
 )
 _SET_CANONICAL = BulkStatement(
     update(STORIES).where(STORIES.c.id == bindparam("b_id")), ("b_id", "canonical_article_id")
@@ -140,13 +142,13 @@ class NewStories:
     Attributes:
         story_ids: the story of each article, in the batch's order.
         existing: the earlier stories the batch joins, as stored before it.
-        founded: the ids of the stories the batch founded (inserted without a canonical
-            article, which :func:`finish_stories` sets).
+        founded: the stories the batch founded, each with the canonical article it was
+            inserted with (its founder's likely id, which :func:`finish_stories` checks).
     """
 
     story_ids: list[int]
     existing: dict[int, _Draft]
-    founded: frozenset[int]
+    founded: dict[int, int]
 
 
 def open_stories(
@@ -160,12 +162,15 @@ def open_stories(
     """Give each new article its story id before the article rows are written.
 
     Inserts one row per story the batch founds, so the articles' INSERT carries their
-    ``story_id`` (no second statement per article). A founded story's canonical article has no
-    id yet: it is stored without one until :func:`finish_stories` sets it, in the same
-    transaction.
+    ``story_id`` (no second statement per article). A founded story's canonical article, its
+    founder unless others join it, has no id yet: the story is stored with the id the founder
+    will most likely get, one more than the largest article id per article inserted before it
+    (SQLite's choice for a new row, and PostgreSQL's while nothing else inserts).
+    :func:`finish_stories` rewrites the stories whose guess was wrong (none, as a rule), in the
+    same transaction.
 
     Args:
-        articles: the source's new articles, in order.
+        articles: the source's new articles, in the order they are then inserted.
         placements: for each article, the id of the earlier story it joins (``> 0``), ``-(j +
             1)`` to join the story founded by article ``j`` of this batch, or ``None`` to
             found a new story.
@@ -191,13 +196,14 @@ def open_stories(
         for i, story in enumerate(placements)
         if story is None or (story > 0 and story not in existing)
     ]
+    last = _LAST_ARTICLE.fetch(conn, {})[0][0] if founders else 0
     outlets = [source_id]  # one object for every row: its JSON is made once
     ids = _FOUND.insert_ids(
         conn,
         [
             {
                 "title": articles[i].title,
-                "canonical_article_id": None,
+                "canonical_article_id": last + i + 1,
                 "first_seen_at": now,
                 "last_seen_at": now,
                 "article_count": 1,
@@ -216,7 +222,9 @@ def open_stories(
         else:
             assert story is not None  # a founder's index is in founded
             story_ids.append(story_ids[-story - 1])
-    return NewStories(story_ids, existing, frozenset(founded.values()))
+    return NewStories(
+        story_ids, existing, {story_id: last + i + 1 for i, story_id in founded.items()}
+    )
 
 
 def finish_stories(
@@ -231,8 +239,8 @@ def finish_stories(
 
     Each story remembers every outlet (source id) that reported it; its canonical article is
     the official-tier one if any, else the earliest published. A founded story that got no
-    other article (most of them) only gets its founder as canonical; the others are updated
-    in full. Each is one executemany.
+    other article (most of them) was inserted as it stays, its founder's id guessed right as
+    a rule (else it is set); the others are updated in full.
 
     Args:
         opened: from :func:`open_stories` for the same batch.
@@ -267,13 +275,15 @@ def finish_stories(
         if winner is newcomer:
             story.canonical_article_id = article.id
             story.title = data.title
-    # As inserted: one article, the founder, which is its canonical article.
+    # A founder alone in its story is its canonical article: stored already, unless the id
+    # guessed for it was not the one it got.
     alone = {story_id for story_id in opened.founded if drafts[story_id].article_count == 1}
     _SET_CANONICAL.execute(
         conn,
         [
             {"b_id": story_id, "canonical_article_id": drafts[story_id].canonical_article_id}
             for story_id in alone
+            if drafts[story_id].canonical_article_id != opened.founded[story_id]
         ],
     )
     _UPDATE.execute(
