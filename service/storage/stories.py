@@ -255,20 +255,25 @@ def finish_stories(
     )
     drafts: dict[int, _Draft] = dict(existing)
     best: dict[int, StoryMember] = {}
+    # A founder is its story's only member so far, hence its canonical article; most stay
+    # alone, so their member is made only once another article joins.
+    founders: dict[int, StoredArticle] = {}
     for article, story_id in zip(articles, opened.story_ids, strict=True):
         data = article.data
-        newcomer = StoryMember(str(article.id), tier, data.published_at)
         story = drafts.get(story_id)
         if story is None:
-            # A founder: its story's only member so far, hence its canonical article.
             drafts[story_id] = _Draft(story_id, data.title, article.id, 1, [article.source_id])
-            best[story_id] = newcomer
+            founders[story_id] = article
             continue
+        newcomer = StoryMember(str(article.id), tier, data.published_at)
         story.article_count += 1
         if article.source_id not in story.source_ids:
             story.source_ids = [*story.source_ids, article.source_id]
         current = best.get(story_id)
-        if current is None and story.canonical_article_id is not None:
+        if current is None and story_id in founders:
+            founder = founders[story_id]
+            current = StoryMember(str(founder.id), tier, founder.data.published_at)
+        elif current is None and story.canonical_article_id is not None:
             current = canonical.get(story.canonical_article_id)
         winner = canonical_member([newcomer] if current is None else [current, newcomer])
         best[story_id] = winner
