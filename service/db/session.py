@@ -23,13 +23,13 @@ def is_sqlite(url: str) -> bool:
 
 
 def dumps_json(value: Any) -> str:
-    """``json.dumps(value)``, with a shortcut for lists of strings.
+    """``json.dumps(value)``, with a shortcut for lists and tuples of strings.
 
-    Every article row has two such lists (countries, entities) and every story row one
+    Every article row has two such sequences (countries, entities) and every story row one
     (source ids): ``json.dumps`` builds an encoder per call, ~1 us more per value. The text is
-    the same as ``json.dumps`` gives (ASCII, ``", "`` between items).
+    the same as ``json.dumps`` gives (ASCII, ``", "`` between items; a tuple as a list).
     """
-    if type(value) is list and all(type(item) is str for item in value):
+    if (type(value) is list or type(value) is tuple) and all(type(item) is str for item in value):
         return "[" + ", ".join(map(encode_basestring_ascii, value)) + "]"
     return json.dumps(value)
 

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, cast
 
-from sqlalchemy import BindParameter, Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from service.db.base import UTCDateTime
 from service.db.models import Article
+from service.storage.bulk import BulkStatement
 
 UpsertOutcome = Literal["new", "updated", "unchanged"]
 
@@ -65,28 +65,52 @@ async def upsert_article(
     return article, "updated"
 
 
-_IN_CHUNK = 500
+_IN_CHUNK = 512
 
 
-def bulk_time(name: str) -> BindParameter[datetime]:
-    """A bound time for a bulk INSERT's ``.values()`` (``name`` must not be a column's)."""
-    return bindparam(name, type_=UTCDateTime())
+# The lookup of a document's stored items, one statement per list length rounded up to a
+# power of two (the list padded with its last identity): SQLAlchemy's expanding IN renders
+# and binds its list afresh at every execution, which cost more than SQLite's lookups.
+_STORED: dict[int, BulkStatement] = {}
 
 
-# Built once: a statement built per document costs more than running it (its cache key is
-# computed again each time).
-_STORED = select(ARTICLES.c.id, ARTICLES.c.identity, ARTICLES.c.content_hash).where(
-    ARTICLES.c.source_id == bindparam("source_id"),
-    ARTICLES.c.identity.in_(bindparam("identities", expanding=True)),
+def _stored(size: int) -> BulkStatement:
+    statement = _STORED.get(size)
+    if statement is None:
+        names = [f"i{k}" for k in range(size)]
+        statement = _STORED[size] = BulkStatement(
+            select(ARTICLES.c.id, ARTICLES.c.identity, ARTICLES.c.content_hash).where(
+                ARTICLES.c.source_id == bindparam("source_id"),
+                ARTICLES.c.identity.in_([bindparam(name) for name in names]),
+            ),
+            ["source_id", *names],
+        )
+    return statement
+
+
+_CONTENT = (
+    "guid",
+    "url",
+    "canonical_url",
+    "title",
+    "summary",
+    "text",
+    "author",
+    "published_at",
+    "published_valid",
+    "language",
+    "content_hash",
+    "countries",
+    "entities",
 )
-# RETURNING the identity pairs the ids with the rows whatever order they come back in; asking
-# SQLAlchemy for parameter order instead makes it insert one row per statement on SQLite.
-_INSERT = (
-    insert(ARTICLES)
-    .values(published_at=bulk_time("b_published_at"), fetched_at=bulk_time("b_fetched_at"))
-    .returning(ARTICLES.c.id, ARTICLES.c.identity)
+# Rows handed to the driver ready-made: through SQLAlchemy's executemany, binding a row cost
+# more than SQLite's writing it.
+_INSERT = BulkStatement(
+    insert(ARTICLES), ("source_id", "identity", *_CONTENT, "fetched_at", "story_id")
 )
-_UPDATE = update(ARTICLES).where(ARTICLES.c.id == bindparam("row_id"))
+_UPDATE = BulkStatement(
+    update(ARTICLES).where(ARTICLES.c.id == bindparam("b_id")), ("b_id", *_CONTENT, "updated_at")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +161,12 @@ def plan_articles(
     stored: dict[str, tuple[int, str]] = {}
     for start in range(0, len(identities), _IN_CHUNK):
         chunk = identities[start : start + _IN_CHUNK]
-        rows = conn.execute(_STORED, {"source_id": source_id, "identities": chunk})
-        stored.update((row.identity, (row.id, row.content_hash)) for row in rows)
+        size = 1 << (len(chunk) - 1).bit_length()
+        chunk += chunk[-1:] * (size - len(chunk))
+        parameters = {f"i{k}": identity for k, identity in enumerate(chunk)}
+        parameters["source_id"] = source_id
+        for row_id, identity, digest in _stored(size).fetch(conn, parameters):
+            stored[identity] = (row_id, digest)
     outcomes: list[tuple[ArticleData, UpsertOutcome]] = []
     first: dict[str, ArticleData] = {}
     fresh: list[ArticleData] = []
@@ -198,31 +226,39 @@ def write_articles(
     ids = plan.ids
     if plan.fresh:
         stories = story_ids or {}
-        inserted = conn.execute(
-            _INSERT,
+        inserted = _INSERT.insert_ids(
+            conn,
             [
                 {
                     "source_id": source_id,
                     "identity": d.identity,
-                    "b_fetched_at": now,
-                    "b_published_at": d.published_at,
+                    "guid": d.guid,
+                    "url": d.url,
+                    "canonical_url": d.canonical_url,
+                    "title": d.title,
+                    "summary": d.summary,
+                    "text": d.text,
+                    "author": d.author,
+                    "published_at": d.published_at,
+                    "published_valid": d.published_valid,
+                    "language": d.language,
+                    "content_hash": d.content_hash,
+                    # The tuples themselves, stored as JSON lists: one object shared by many
+                    # rows (the empty tuple) is converted once per statement.
+                    "countries": d.countries,
+                    "entities": d.entities,
+                    "fetched_at": now,
                     "story_id": stories.get(d.identity),
-                    **_columns(d),
                 }
                 for d in plan.fresh
             ],
         )
-        ids.update((row.identity, row.id) for row in inserted)
+        ids.update(zip([d.identity for d in plan.fresh], inserted, strict=True))
     if plan.changed:
-        conn.execute(
-            _UPDATE,
+        _UPDATE.execute(
+            conn,
             [
-                {
-                    "row_id": row_id,
-                    **_columns(data),
-                    "published_at": data.published_at,
-                    "updated_at": now,
-                }
+                {"b_id": row_id, "updated_at": now, **_columns(data)}
                 for row_id, data in plan.changed
             ],
         )
@@ -275,11 +311,12 @@ def _columns(data: ArticleData) -> dict[str, object]:
         "summary": data.summary,
         "text": data.text,
         "author": data.author,
+        "published_at": data.published_at,
         "published_valid": data.published_valid,
         "language": data.language,
         "content_hash": data.content_hash,
-        "countries": list(data.countries),
-        "entities": list(data.entities),
+        "countries": data.countries,
+        "entities": data.entities,
     }
 
 

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, func, insert, literal_column, select, update
 
 from alerts.stories import StoryMember, canonical_member, story_text
 from service.db.models import Story
-from service.storage.articles import ARTICLES, ArticleData, StoredArticle, bulk_time
+from service.storage.articles import ARTICLES, ArticleData, StoredArticle
+from service.storage.bulk import BulkStatement
 from service.storage.sources import SOURCES
 
 __all__ = [
@@ -44,24 +45,28 @@ _EXISTING = select(
     STORIES.c.article_count,
     STORIES.c.source_ids,
 ).where(STORIES.c.id.in_(bindparam("ids", expanding=True)))
-# The placeholder canonical id -(i + 1) pairs the returned ids with the founders in whatever
-# order the rows come back.
-_FOUND = (
-    insert(STORIES)
-    .values(first_seen_at=bulk_time("b_now"), last_seen_at=bulk_time("b_now"))
-    .returning(STORIES.c.id, STORIES.c.canonical_article_id)
+# Rows handed to the driver ready-made (see service.storage.bulk).
+_FOUND = BulkStatement(
+    insert(STORIES),
+    (
+        "title",
+        "canonical_article_id",
+        "first_seen_at",
+        "last_seen_at",
+        "article_count",
+        "source_ids",
+    ),
 )
-# A story whose only article is its founder: that article has the story's smallest article id.
-_FOUNDER_IS_CANONICAL = (
-    update(STORIES)
-    .where(STORIES.c.id.in_(bindparam("ids", expanding=True)))
-    .values(
-        canonical_article_id=select(func.min(ARTICLES.c.id))
-        .where(ARTICLES.c.story_id == STORIES.c.id)
-        .scalar_subquery()
-    )
+_LAST_ARTICLE = BulkStatement(
+    select(func.coalesce(func.max(ARTICLES.c.id), literal_column("0"))), ()
 )
-_UPDATE = update(STORIES).where(STORIES.c.id == bindparam("story_id"))
+_SET_CANONICAL = BulkStatement(
+    update(STORIES).where(STORIES.c.id == bindparam("b_id")), ("b_id", "canonical_article_id")
+)
+_UPDATE = BulkStatement(
+    update(STORIES).where(STORIES.c.id == bindparam("b_id")),
+    ("b_id", "title", "canonical_article_id", "article_count", "last_seen_at", "source_ids"),
+)
 
 StoryEntry = tuple[str, str, str]
 """``(article key, story text, story id)`` as :class:`alerts.stories.StoryIndex` takes them."""
@@ -137,13 +142,13 @@ class NewStories:
     Attributes:
         story_ids: the story of each article, in the batch's order.
         existing: the earlier stories the batch joins, as stored before it.
-        founded: the ids of the stories the batch founded (inserted with a provisional
-            canonical article, which :func:`finish_stories` sets).
+        founded: the stories the batch founded, each with the canonical article it was
+            inserted with (its founder's likely id, which :func:`finish_stories` checks).
     """
 
     story_ids: list[int]
     existing: dict[int, _Draft]
-    founded: frozenset[int]
+    founded: dict[int, int]
 
 
 def open_stories(
@@ -157,12 +162,15 @@ def open_stories(
     """Give each new article its story id before the article rows are written.
 
     Inserts one row per story the batch founds, so the articles' INSERT carries their
-    ``story_id`` (no second statement per article). A founded story's canonical article is not
-    known yet: it is stored as a negative placeholder until :func:`finish_stories`, in the
-    same transaction (``canonical_article_id`` is not a foreign key).
+    ``story_id`` (no second statement per article). A founded story's canonical article, its
+    founder unless others join it, has no id yet: the story is stored with the id the founder
+    will most likely get, one more than the largest article id per article inserted before it
+    (SQLite's choice for a new row, and PostgreSQL's while nothing else inserts).
+    :func:`finish_stories` rewrites the stories whose guess was wrong (none, as a rule), in the
+    same transaction.
 
     Args:
-        articles: the source's new articles, in order.
+        articles: the source's new articles, in the order they are then inserted.
         placements: for each article, the id of the earlier story it joins (``> 0``), ``-(j +
             1)`` to join the story founded by article ``j`` of this batch, or ``None`` to
             found a new story.
@@ -188,22 +196,23 @@ def open_stories(
         for i, story in enumerate(placements)
         if story is None or (story > 0 and story not in existing)
     ]
-    founded: dict[int, int] = {}
-    if founders:
-        inserted = conn.execute(
-            _FOUND,
-            [
-                {
-                    "title": articles[i].title,
-                    "canonical_article_id": -(i + 1),
-                    "b_now": now,
-                    "article_count": 1,
-                    "source_ids": [source_id],
-                }
-                for i in founders
-            ],
-        )
-        founded = {-row.canonical_article_id - 1: row.id for row in inserted}
+    last = _LAST_ARTICLE.fetch(conn, {})[0][0] if founders else 0
+    outlets = [source_id]  # one object for every row: its JSON is made once
+    ids = _FOUND.insert_ids(
+        conn,
+        [
+            {
+                "title": articles[i].title,
+                "canonical_article_id": last + i + 1,
+                "first_seen_at": now,
+                "last_seen_at": now,
+                "article_count": 1,
+                "source_ids": outlets,
+            }
+            for i in founders
+        ],
+    )
+    founded = dict(zip(founders, ids, strict=True))
     story_ids: list[int] = []
     for i, story in enumerate(placements):
         if i in founded:
@@ -213,7 +222,9 @@ def open_stories(
         else:
             assert story is not None  # a founder's index is in founded
             story_ids.append(story_ids[-story - 1])
-    return NewStories(story_ids, existing, frozenset(founded.values()))
+    return NewStories(
+        story_ids, existing, {story_id: last + i + 1 for i, story_id in founded.items()}
+    )
 
 
 def finish_stories(
@@ -228,8 +239,8 @@ def finish_stories(
 
     Each story remembers every outlet (source id) that reported it; its canonical article is
     the official-tier one if any, else the earliest published. A founded story that got no
-    other article (most of them) takes its founder as canonical in one statement for all;
-    the others are updated row by row in one executemany.
+    other article (most of them) was inserted as it stays, its founder's id guessed right as
+    a rule (else it is set); the others are updated in full.
 
     Args:
         opened: from :func:`open_stories` for the same batch.
@@ -244,42 +255,54 @@ def finish_stories(
     )
     drafts: dict[int, _Draft] = dict(existing)
     best: dict[int, StoryMember] = {}
+    # A founder is its story's only member so far, hence its canonical article; most stay
+    # alone, so their member is made only once another article joins.
+    founders: dict[int, StoredArticle] = {}
     for article, story_id in zip(articles, opened.story_ids, strict=True):
         data = article.data
-        newcomer = StoryMember(str(article.id), tier, data.published_at)
         story = drafts.get(story_id)
         if story is None:
-            story = drafts[story_id] = _Draft(story_id, data.title, article.id, 0, [])
-            best[story_id] = newcomer
+            drafts[story_id] = _Draft(story_id, data.title, article.id, 1, [article.source_id])
+            founders[story_id] = article
+            continue
+        newcomer = StoryMember(str(article.id), tier, data.published_at)
         story.article_count += 1
         if article.source_id not in story.source_ids:
             story.source_ids = [*story.source_ids, article.source_id]
         current = best.get(story_id)
-        if current is None and story.canonical_article_id is not None:
+        if current is None and story_id in founders:
+            founder = founders[story_id]
+            current = StoryMember(str(founder.id), tier, founder.data.published_at)
+        elif current is None and story.canonical_article_id is not None:
             current = canonical.get(story.canonical_article_id)
         winner = canonical_member([newcomer] if current is None else [current, newcomer])
         best[story_id] = winner
         if winner is newcomer:
             story.canonical_article_id = article.id
             story.title = data.title
-    # As inserted: one article, the founder, whose id is the only one with that story id.
-    alone = [story_id for story_id in opened.founded if drafts[story_id].article_count == 1]
-    for start in range(0, len(alone), 500):
-        conn.execute(_FOUNDER_IS_CANONICAL, {"ids": alone[start : start + 500]})
-    single = set(alone)
-    rest = [d for story_id, d in drafts.items() if story_id not in single]
-    if rest:
-        conn.execute(
-            _UPDATE,
-            [
-                {
-                    "story_id": d.id,
-                    "title": d.title,
-                    "canonical_article_id": d.canonical_article_id,
-                    "article_count": d.article_count,
-                    "last_seen_at": now,
-                    "source_ids": d.source_ids,
-                }
-                for d in rest
-            ],
-        )
+    # A founder alone in its story is its canonical article: stored already, unless the id
+    # guessed for it was not the one it got.
+    alone = {story_id for story_id in opened.founded if drafts[story_id].article_count == 1}
+    _SET_CANONICAL.execute(
+        conn,
+        [
+            {"b_id": story_id, "canonical_article_id": drafts[story_id].canonical_article_id}
+            for story_id in alone
+            if drafts[story_id].canonical_article_id != opened.founded[story_id]
+        ],
+    )
+    _UPDATE.execute(
+        conn,
+        [
+            {
+                "b_id": d.id,
+                "title": d.title,
+                "canonical_article_id": d.canonical_article_id,
+                "article_count": d.article_count,
+                "last_seen_at": now,
+                "source_ids": d.source_ids,
+            }
+            for story_id, d in drafts.items()
+            if story_id not in alone
+        ],
+    )

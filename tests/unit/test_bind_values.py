@@ -26,6 +26,12 @@ def test_lists_of_strings_are_stored_as_json_dumps_writes_them(value: list[str])
     assert dumps_json(value) == json.dumps(value)
 
 
+@given(st.lists(st.text()))
+def test_tuples_of_strings_are_stored_as_json_dumps_writes_the_list(value: list[str]) -> None:
+    # Articles hand their countries and entities over as the tuples they keep.
+    assert dumps_json(tuple(value)) == json.dumps(value)
+
+
 @given(_JSON)
 def test_any_json_value_is_stored_as_json_dumps_writes_it(value: Any) -> None:
     assert dumps_json(value) == json.dumps(value)
