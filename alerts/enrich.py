@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import tomllib
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -246,14 +246,7 @@ class Gazetteer:
                 continue
             if end < size and _is_word_char(folded[end]) and _is_word_char(folded[end - 1]):
                 continue
-            for target in self._targets[index]:
-                # Only acronyms compare against the unlowered text.
-                if target.exact and original[start:end] != target.alias:
-                    continue
-                if target.country is not None:
-                    countries.add(target.country)
-                if target.entity is not None:
-                    entities.add(target.entity)
+            _collect(self._targets[index], original[start:end], countries, entities)
         return Enrichment(countries=frozenset(countries), entities=frozenset(entities))
 
     def find_sorted(self, text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -286,11 +279,19 @@ class Gazetteer:
                 continue
             if end < size and word[haystack[end]] and word[haystack[end - 1]]:
                 continue
-            for target in targets[index]:
-                if target.exact and text[start:end] != target.alias:
-                    continue
-                if target.country is not None:
-                    countries.add(target.country)
-                if target.entity is not None:
-                    entities.add(target.entity)
+            _collect(targets[index], text[start:end], countries, entities)
         return Enrichment(countries=frozenset(countries), entities=frozenset(entities))
+
+
+def _collect(
+    targets: Sequence[_Target], matched: str, countries: set[str], entities: set[str]
+) -> None:
+    """Add what an alias hit names (``matched``: the hit's unlowered text) to the found sets."""
+    for target in targets:
+        # Only acronyms compare against the unlowered text.
+        if target.exact and matched != target.alias:
+            continue
+        if target.country is not None:
+            countries.add(target.country)
+        if target.entity is not None:
+            entities.add(target.entity)
