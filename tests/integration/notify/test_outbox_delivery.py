@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,7 +23,7 @@ from service.storage.subscriptions import (
     create_subscription,
 )
 from tests.support.clock import FakeClock
-from tests.support.http_server import LocalHTTPServer, Response
+from tests.support.http_server import LocalHTTPServer, RecordedRequest, Response
 from tests.support.outbox import RULE, add_matched_articles, seed_catalogue
 from tests.support.smtp_server import SmtpServer
 from tests.support.webhook_receiver import Scripted, WebhookReceiver
@@ -37,16 +38,22 @@ def outbox_settings(settings: Settings, smtp_server: SmtpServer) -> Settings:
     )
 
 
+@asynccontextmanager
+async def seeded(settings: Settings, clock: FakeClock) -> AsyncIterator[Resources]:
+    # Webhook receivers check the timestamp against the real time (±5 minutes).
+    clock.set(datetime.now(UTC).replace(microsecond=0))
+    async with open_resources(settings, clock=clock) as opened:
+        async with opened.sessionmaker() as session:
+            await seed_catalogue(session, now=clock())
+            await session.commit()
+        yield opened
+
+
 @pytest.fixture
 async def res(
     outbox_settings: Settings, resources: Resources, clock: FakeClock
 ) -> AsyncIterator[Resources]:
-    # Webhook receivers check the timestamp against the real time (±5 minutes).
-    clock.set(datetime.now(UTC).replace(microsecond=0))
-    async with open_resources(outbox_settings, clock=clock) as opened:
-        async with opened.sessionmaker() as session:
-            await seed_catalogue(session, now=clock())
-            await session.commit()
+    async with seeded(outbox_settings, clock) as opened:
         yield opened
 
 
@@ -212,22 +219,32 @@ async def test_a_success_ends_the_failure_run(
     assert await failing_since(res, endpoint_id) is None
 
 
-async def test_retries_span_more_than_a_day_then_fail(res: Resources, clock: FakeClock) -> None:
+async def fail_until_given_up(
+    res: Resources, clock: FakeClock
+) -> tuple[Delivery, list[RecordedRequest], list[timedelta]]:
+    """Send one webhook to an endpoint that always answers 503, following its retries on the
+    fake clock; return the delivery, the requests and each attempt's offset from the first."""
     with LocalHTTPServer() as server:
         server.route("/hooks", Response(status=503), method="POST")
         await webhook_subscription(res, server.url("/hooks"), generate_secret())
         await add_matches(res, "Pakistan buys Russian LNG")
         started = clock()
+        offsets = []
         for _ in range(20):
+            offsets.append(clock() - started)
             await run_due_deliveries(res)
             (delivery,) = await deliveries(res)
             if delivery.status == "failed":
                 break
             clock.set(delivery.next_attempt_at)
-        requests = server.requests_for("/hooks")
+        return delivery, server.requests_for("/hooks"), offsets
+
+
+async def test_retries_span_more_than_a_day_then_fail(res: Resources, clock: FakeClock) -> None:
+    delivery, requests, offsets = await fail_until_given_up(res, clock)
     assert delivery.status == "failed"
     assert len(requests) == 8
-    assert clock() - started > timedelta(days=1)
+    assert offsets[-1] > timedelta(days=1)
     assert len({r.headers["webhook-id"] for r in requests}) == 1
     assert len({r.headers["webhook-timestamp"] for r in requests}) == 8
 
@@ -235,28 +252,11 @@ async def test_retries_span_more_than_a_day_then_fail(res: Resources, clock: Fak
 async def test_a_configured_retry_schedule_is_followed(
     outbox_settings: Settings, resources: Resources, clock: FakeClock
 ) -> None:
-    clock.set(datetime.now(UTC).replace(microsecond=0))
     settings = outbox_settings.model_copy(
         update={"delivery": DeliverySettings(retry_schedule_seconds=[60, 120], retry_jitter=0.0)}
     )
-    async with open_resources(settings, clock=clock) as res:
-        async with res.sessionmaker() as session:
-            await seed_catalogue(session, now=clock())
-            await session.commit()
-        with LocalHTTPServer() as server:
-            server.route("/hooks", Response(status=503), method="POST")
-            await webhook_subscription(res, server.url("/hooks"), generate_secret())
-            await add_matches(res, "Pakistan buys Russian LNG")
-            started = clock()
-            offsets = []
-            for _ in range(10):
-                offsets.append(clock() - started)
-                await run_due_deliveries(res)
-                (delivery,) = await deliveries(res)
-                if delivery.status == "failed":
-                    break
-                clock.set(delivery.next_attempt_at)
-            requests = server.requests_for("/hooks")
+    async with seeded(settings, clock) as res:
+        delivery, requests, offsets = await fail_until_given_up(res, clock)
     assert delivery.status == "failed"
     assert len(requests) == 3
     assert offsets == [timedelta(0), timedelta(seconds=60), timedelta(seconds=180)]
