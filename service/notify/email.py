@@ -19,7 +19,7 @@ import asyncio
 import re
 import ssl
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
@@ -29,6 +29,7 @@ from typing import Literal
 
 import aiosmtplib
 import dkim
+from aiosmtplib.protocol import SMTPProtocol
 
 from alerts.render import RenderedEmail
 
@@ -240,6 +241,19 @@ def _needs_utf8(address: str) -> bool:
     return not address.isascii()
 
 
+async def _connection_gone(protocol: SMTPProtocol | None) -> None:
+    """Return once ``protocol`` has seen its aborted connection end and its socket closed.
+
+    An abort closes the socket in the event loop's next rounds (two with TLS: the socket's
+    transport, then the TLS layer above it); a bound keeps a misbehaving transport from
+    holding the caller.
+    """
+    for _ in range(8):
+        if protocol is None or protocol.transport is None:
+            return
+        await asyncio.sleep(0)
+
+
 class MailerConnection:
     """One SMTP connection reused for a batch; opened lazily, reopened when lost."""
 
@@ -350,18 +364,22 @@ class MailerConnection:
             await self.close()
 
     async def close(self) -> None:
-        """Say ``QUIT`` if still connected and forget the connection."""
+        """Say ``QUIT`` if still connected, close the socket and forget the connection."""
         smtp, self._smtp = self._smtp, None
         if smtp is None:
             return
-        if not smtp.is_connected:
-            # The protocol saw the connection end; the transport may still hold the socket.
-            smtp.close()
-            return
-        try:
-            await smtp.quit()
-        except (aiosmtplib.SMTPException, OSError):
-            smtp.close()
+        protocol, transport = smtp.protocol, smtp.transport
+        if smtp.is_connected:
+            # A relay that fails the QUIT has nothing more to say either: the socket goes anyway.
+            with suppress(aiosmtplib.SMTPException, OSError):
+                await smtp.quit()
+        smtp.close()
+        if isinstance(transport, asyncio.WriteTransport):
+            # After QUIT nothing more is said: drop the socket now, as smtplib does, instead of
+            # a TLS close that waits up to 30 s for the relay's close_notify and leaves the
+            # socket open past this call (and past the event loop, when the loop ends next).
+            transport.abort()
+        await _connection_gone(protocol)
 
 
 class Mailer:

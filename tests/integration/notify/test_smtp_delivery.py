@@ -175,6 +175,21 @@ async def test_starttls_mode_sends(
     assert len(starttls_server.received) == 1
 
 
+@pytest.mark.parametrize("tls", ["none", "starttls"])
+async def test_the_socket_is_closed_when_the_connection_block_ends(
+    tls: str, smtp_server: SmtpServer, starttls_server: SmtpServer, certificate: LocalCertificate
+) -> None:
+    # A TLS close waits for the relay's close_notify: a socket still open here would outlive
+    # an event loop that ends next (asyncio.run in the CLI), unclosed.
+    server = starttls_server if tls == "starttls" else smtp_server
+    mailer = Mailer(options(server, tls=tls, tls_context=certificate.client_context()))
+    async with mailer.connection() as conn:
+        assert (await conn.send(digest_message(1))).status == "sent"
+        assert conn._smtp is not None
+        sock = conn._smtp.get_transport_info("socket")
+    assert sock.fileno() == -1
+
+
 async def test_plaintext_refused_by_a_starttls_server_is_a_retry(
     starttls_server: SmtpServer,
 ) -> None:
