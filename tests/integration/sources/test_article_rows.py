@@ -16,6 +16,7 @@ from service.db.base import UTCDateTime
 from service.runtime import Resources
 from service.storage.articles import ARTICLES, ArticleData, plan_articles, write_articles
 from service.storage.sources import SOURCES
+from tests.support.articles import article_data
 
 pytestmark = pytest.mark.integration
 
@@ -210,18 +211,11 @@ def test_plan_finds_every_stored_item_whatever_the_batch_size(
     resources: Resources, count: int
 ) -> None:
     items = [
-        ArticleData(
-            identity=f"item-{n}",
-            guid=None,
+        article_data(
+            f"item-{n}",
             url=f"https://example.org/{n}",
-            canonical_url=f"https://example.org/{n}",
             title=f"Item {n}",
-            summary="",
-            text="",
-            author=None,
             published_at=NOW,
-            published_valid=True,
-            language=None,
             content_hash=f"{n:064d}",
         )
         for n in range(count)

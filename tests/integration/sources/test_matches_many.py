@@ -14,6 +14,7 @@ from service.runtime import Resources
 from service.storage.articles import ArticleData, upsert_articles
 from service.storage.matches import list_audiences, list_rule_tags, record_matches_many
 from service.storage.subscriptions import create_subscriber, create_subscription
+from tests.support.articles import article_data
 from tests.support.outbox import RULE, seed_catalogue
 
 pytestmark = pytest.mark.integration
@@ -22,19 +23,14 @@ NOW = datetime(2024, 6, 14, 15, 0, tzinfo=UTC)
 
 
 def _data(n: int) -> ArticleData:
-    return ArticleData(
-        identity=f"guid:{n}",
-        guid=str(n),
+    return article_data(
+        f"guid:{n}",
         url=f"https://news.example.org/{n}",
-        canonical_url=f"https://news.example.org/{n}",
         title=f"Pakistan Russia LNG {n}",
-        summary="",
-        text="",
-        author=None,
         published_at=NOW,
-        published_valid=True,
-        language="en",
         content_hash=str(n),
+        guid=str(n),
+        language="en",
     )
 
 

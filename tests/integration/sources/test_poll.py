@@ -15,6 +15,7 @@ from service.db.models import Article, Source, Story
 from service.jobs.poll import Poller
 from service.runtime import Resources
 from service.storage.articles import ArticleData, upsert_articles
+from tests.support.articles import article_data
 from tests.support.clock import FakeClock
 from tests.support.http_server import LocalHTTPServer, RecordedRequest, Response
 
@@ -351,19 +352,15 @@ async def test_language_and_enrichment_only_for_new_and_changed_items(
     await add_sources(resources, source("s", "https://s.example/feed"))
 
     def data(n: int, body: str) -> ArticleData:
-        return ArticleData(
-            identity=f"guid:{n}",
-            guid=str(n),
+        return article_data(
+            f"guid:{n}",
             url=f"https://s.example/{n}",
-            canonical_url=f"https://s.example/{n}",
             title=f"Item {n}",
+            published_at=NOW,
+            content_hash=f"{n}-{body}",
+            guid=str(n),
             summary=body,
             text=body,
-            author=None,
-            published_at=NOW,
-            published_valid=True,
-            language=None,
-            content_hash=f"{n}-{body}",
         )
 
     completed: list[str] = []

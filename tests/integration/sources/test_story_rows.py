@@ -15,6 +15,7 @@ from service.storage.articles import ARTICLES, ArticleData, plan_articles, write
 from service.storage.sources import SOURCES
 from service.storage.stories import STORIES, finish_stories, open_stories
 from tests.integration.sources.test_article_rows import add_source
+from tests.support.articles import article_data
 
 pytestmark = pytest.mark.integration
 
@@ -30,20 +31,15 @@ _PLACEMENT = st.one_of(
 
 
 def article(source_id: str, n: int, minutes: int) -> ArticleData:
-    return ArticleData(
-        identity=f"{source_id}-{n}",
-        guid=None,
+    return article_data(
+        f"{source_id}-{n}",
         url=f"https://example.org/{source_id}/{n}",
-        canonical_url=f"https://example.org/{source_id}/{n}",
         title=f"{source_id} story {n}",
-        summary="",
-        text="text",
-        author=None,
         # Few distinct times: ties are broken by the article key.
         published_at=NOW - timedelta(minutes=minutes),
-        published_valid=True,
-        language="en",
         content_hash=f"{n:064d}",
+        text="text",
+        language="en",
     )
 
 
